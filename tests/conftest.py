@@ -1,0 +1,59 @@
+"""Shared fixtures: small real PNG data sets in the OASIS layout, and the OASIS subset when CI points at it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def brain_slice(case: int, slice_idx: int, size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic slice (an ellipse 'brain' with a darker core) and its 4-class mask, as uint8 arrays."""
+    yy, xx = np.mgrid[:size, :size] / size - 0.5
+    r = 0.3 + 0.05 * np.sin(case) + 0.004 * slice_idx
+    outer = (xx / r) ** 2 + (yy / (r * 1.2)) ** 2
+    image = np.where(outer < 1, 120 + 60 * np.cos(6 * xx + case), 0)
+    image = np.where(outer < 0.3, 200, image).astype(np.uint8)
+    mask = np.select([outer < 0.3, outer < 0.8, outer < 1], [3, 2, 1], 0).astype(np.uint8) * 85
+    return image, mask
+
+
+def write_layout(root: Path, cases: dict[str, list[int]], slices: int = 4, masks: bool = True) -> Path:
+    """PNG files named like OASIS's under root/keras_png_slices_{split} (and _seg_ for masks)."""
+    for split, case_ids in cases.items():
+        img_dir = root / f"keras_png_slices_{split}"
+        seg_dir = root / f"keras_png_slices_seg_{split}"
+        img_dir.mkdir(parents=True, exist_ok=True)
+        if masks:
+            seg_dir.mkdir(parents=True, exist_ok=True)
+        for c in case_ids:
+            for s in range(slices):
+                image, mask = brain_slice(c, s)
+                Image.fromarray(image, mode="L").save(img_dir / f"case_{c:03d}_slice_{s}.nii.png")
+                if masks:
+                    Image.fromarray(mask, mode="L").save(seg_dir / f"seg_{c:03d}_slice_{s}.nii.png")
+    return root
+
+
+@pytest.fixture
+def tiny_data(tmp_path) -> Path:
+    """train: 4 cases x 4 slices, validate and test: 1 case each; with masks."""
+    return write_layout(tmp_path / "data", {"train": [1, 2, 3, 4], "validate": [402], "test": [441]})
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path, monkeypatch):
+    # Each test gets its own decode cache, so tests never see each other's arrays.
+    monkeypatch.setenv("GANLIB_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def oasis() -> Path:
+    """The real OASIS subset, where CI points GANLIB_OASIS at ../shared; skipped elsewhere."""
+    path = os.environ.get("GANLIB_OASIS")
+    if not path or not Path(path, "keras_png_slices_train").is_dir():
+        pytest.skip("real OASIS data not available (set GANLIB_OASIS to ../shared/oasis/keras_png_slices_data)")
+    return Path(path)

@@ -1,0 +1,43 @@
+"""ganlib.config: the seed preset is the reference design, exactly; presets round-trip through JSON."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ganlib.config import PRESETS, TrainConfig, get_preset
+
+
+def test_seed_is_the_reference_design():
+    c = get_preset("seed")
+    assert (c.resolution, c.z_dim, c.g_width, c.d_width) == (128, 100, 64, 64)
+    assert (c.lr_g, c.lr_d, c.betas) == (2e-4, 2e-4, (0.5, 0.999))
+    assert (c.batch_size, c.num_epochs, c.epoch_images) == (64, 50, None)
+    assert (c.loss, c.lr_step_epochs, c.lr_gamma, c.init_std) == ("bce", 10, 0.5, 0.02)
+    assert (c.split, c.val_split, c.max_images) == ("train", "validate", None)
+
+
+def test_presets_exist_and_differ_only_where_meant():
+    assert {"seed", "cpu", "smoke"} <= set(PRESETS)
+    cpu = get_preset("cpu")
+    assert cpu.resolution == 64 and cpu.loss == "bce" and cpu.betas == (0.5, 0.999)
+
+
+def test_overrides_and_errors():
+    assert get_preset("cpu", num_epochs=3).num_epochs == 3
+    with pytest.raises(ValueError, match="unknown preset 'big'"):
+        get_preset("big")
+    with pytest.raises(TypeError):
+        get_preset("seed", no_such_field=1)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_json_round_trip(name):
+    c = PRESETS[name]
+    assert TrainConfig.from_dict(json.loads(json.dumps(c.to_dict()))) == c
+
+
+def test_unknown_stored_field_is_reported():
+    with pytest.raises(ValueError, match="unknown config fields \\['colour'\\]"):
+        TrainConfig.from_dict({**get_preset("seed").to_dict(), "colour": "blue"})

@@ -1,0 +1,131 @@
+"""ganlib.train: a smoke run's outputs, exact resume after a real kill, the NaN stop."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganlib.config import get_preset
+from ganlib.train import TrainingDiverged, epoch_order, train
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def smoke(**overrides):
+    return dataclasses.replace(get_preset("smoke"), **overrides)
+
+
+def test_smoke_run_writes_the_whole_story(tiny_data, tmp_path):
+    seen = []
+    run = train(smoke(), data=tiny_data, out=tmp_path / "runs", callback=seen.append, progress=False)
+    assert run.name == "00000-smoke"
+    config = json.loads((run / "config.json").read_text())
+    assert config["name"] == "smoke" and config["resolution"] == 32
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [s["epoch"] for s in stats] == [1, 2]
+    assert all(s["val_loss_D"] > 0 and s["loss_D"] > 0 and s["loss_G"] > 0 for s in stats)
+    assert stats[-1]["images_seen"] == 2 * (16 // 8) * 8
+    for name in ("reals.png", "losses.png", "samples/fakes_0001.png", "samples/fakes_0002.png"):
+        assert (run / name).stat().st_size > 100, name
+    ckpt = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert ckpt["epoch"] == 2 and set(ckpt) >= {"G", "D", "opt_G", "opt_D", "sched_G", "sched_D", "rng", "config"}
+    assert [s["epoch"] for s in seen] == [1, 2] and seen[-1]["fakes"].shape == (16, 1, 32, 32)
+    assert not list(run.rglob("*.tmp"))
+
+
+def test_second_run_gets_the_next_number(tiny_data, tmp_path):
+    a = train(smoke(num_epochs=1), data=tiny_data, out=tmp_path, progress=False)
+    b = train(smoke(num_epochs=1), data=tiny_data, out=tmp_path, progress=False)
+    assert (a.name, b.name) == ("00000-smoke", "00001-smoke")
+
+
+def test_step_lr_halves(tiny_data, tmp_path):
+    run = train(smoke(num_epochs=3, lr_step_epochs=1), data=tiny_data, out=tmp_path, progress=False)
+    lrs = [json.loads(line)["lr"] for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([1e-4, 5e-5, 2.5e-5])
+
+
+def test_epoch_order_covers_small_splits_in_whole_passes():
+    order = epoch_order(5, 12, torch.Generator().manual_seed(0))
+    assert len(order) == 12 and sorted(order[:5].tolist()) == list(range(5))
+    assert torch.equal(
+        epoch_order(7, 7, torch.Generator().manual_seed(1)),
+        torch.randperm(7, generator=torch.Generator().manual_seed(1)),
+    )
+
+
+def test_resume_in_process_equals_uninterrupted(tiny_data, tmp_path):
+    full = train(smoke(num_epochs=3), data=tiny_data, out=tmp_path / "a", progress=False)
+    part = train(smoke(num_epochs=1), data=tiny_data, out=tmp_path / "b", progress=False)
+    train(smoke(num_epochs=3), data=tiny_data, resume=part, progress=False)
+    a = torch.load(full / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(part / "checkpoints" / "latest.pt", weights_only=True)
+    for net in ("G", "D"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), (net, k)
+    assert (full / "stats.jsonl").read_text().count("\n") == (part / "stats.jsonl").read_text().count("\n") == 3
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_bit_identical(tiny_data, tmp_path):
+    """Kill a real `ganlib train` mid-run with SIGKILL, resume it, compare with an uninterrupted run."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, "-m", "ganlib", "train", "--preset", "smoke", "--data", str(tiny_data), "--epochs", "6"]
+    subprocess.run([*args, "--out", str(tmp_path / "full")], check=True, env=env, capture_output=True, cwd=REPO)
+
+    proc = subprocess.Popen([*args, "--out", str(tmp_path / "killed")], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    run = tmp_path / "killed" / "00000-smoke"
+    deadline = time.time() + 120
+    while len(list(run.glob("samples/*.png"))) < 2 and time.time() < deadline:
+        time.sleep(0.05)  # wait until two epochs are done, then kill wherever it is
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["epoch"]
+    assert 1 <= done < 6, "the kill should land mid-run"
+    subprocess.run([*args, "--resume", str(run)], check=True, env=env, capture_output=True, cwd=REPO)
+
+    a = torch.load(tmp_path / "full" / "00000-smoke" / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    assert a["epoch"] == b["epoch"] == 6
+    for part in ("G", "D"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part
+    assert all(torch.equal(x, y) for x, y in zip(a["opt_G"]["state"][0].values(), b["opt_G"]["state"][0].values()))
+    lines = (run / "stats.jsonl").read_text().splitlines()
+    assert [json.loads(s)["epoch"] for s in lines] == [1, 2, 3, 4, 5, 6]
+
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
+    good = train(smoke(num_epochs=1), data=tiny_data, out=tmp_path, progress=False)
+    before = (good / "checkpoints" / "latest.pt").read_bytes()
+    # An infinite learning rate from epoch 2 on sends the weights, then the losses, to NaN.
+    ckpt = torch.load(good / "checkpoints" / "latest.pt", weights_only=True)
+    for opt in ("opt_G", "opt_D"):
+        for group in ckpt[opt]["param_groups"]:
+            group["lr"] = float("inf")
+    torch.save(ckpt, good / "checkpoints" / "latest.pt")
+    before = (good / "checkpoints" / "latest.pt").read_bytes()
+    with pytest.raises(TrainingDiverged, match="last good checkpoint is .*latest.pt"):
+        train(smoke(num_epochs=3), data=tiny_data, resume=good, progress=False)
+    assert (good / "checkpoints" / "latest.pt").read_bytes() == before
+    assert (good / "stats.jsonl").read_text().count("\n") == 1
+
+
+def test_nan_in_the_first_epoch_says_there_is_no_checkpoint(tiny_data, tmp_path):
+    with pytest.raises(TrainingDiverged, match="none \\(no epoch finished\\)"):
+        train(smoke(lr_d=float("inf"), lr_g=float("inf")), data=tiny_data, out=tmp_path, progress=False)
+    assert not list(tmp_path.rglob("latest.pt"))
+
+
+def test_too_few_slices_for_a_batch(tiny_data, tmp_path):
+    with pytest.raises(ValueError, match="fewer than batch size 64"):
+        train(smoke(batch_size=64), data=tiny_data, out=tmp_path, progress=False)
