@@ -13,6 +13,9 @@ from .config import TrainConfig
 from .models import Generator
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+# What `--checkpoint pretrained` means, best first: the 128x128 OASIS model trained on a GPU
+# (issue 6, not trained yet), then the `cpu` preset trained on the bundled demo set by `make demo`.
+PRETRAINED = ("oasis128.pt", "cpu_demo.pt")
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> None:
@@ -65,12 +68,10 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint file from a file path, a run folder (its latest checkpoint) or 'pretrained'."""
     p = Path(path)
     if str(path) == "pretrained":
-        p = PRETRAINED_DIR / "G_ema.pt"
-        if not p.exists():
-            raise FileNotFoundError(
-                f"no pretrained checkpoint shipped at {p}; train one with `ganlib train` and pass its path"
-            )
-        return p
+        for name in PRETRAINED:
+            if (PRETRAINED_DIR / name).exists():
+                return PRETRAINED_DIR / name
+        raise FileNotFoundError(f"no pretrained checkpoint in {PRETRAINED_DIR}; train one with `ganlib train`")
     if p.is_dir():
         latest = p / "checkpoints" / "latest.pt"
         if latest.exists():
@@ -89,3 +90,18 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
     state = ckpt.get("G_ema") if ema and ckpt.get("G_ema") is not None else ckpt["G"]
     G.load_state_dict({k: v.float() for k, v in state.items()})
     return G.to(device).eval(), config
+
+
+def export_generator(path: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """A training checkpoint's generator (its EMA if it has one) in fp16 with config and stats: a small file to ship."""
+    ckpt = load(path)
+    G = ckpt["G_ema"] if ckpt.get("G_ema") is not None else ckpt["G"]
+    small = {
+        "G": {k: v.half() if v.is_floating_point() else v for k, v in G.items()},
+        "config": ckpt["config"],
+        "epoch": ckpt["epoch"],
+        "step": ckpt["step"],
+        "stats": ckpt.get("stats", "[]"),
+    }
+    save_atomic(small, out)
+    return Path(out)

@@ -25,8 +25,14 @@ class TrainConfig:
     g_width: int = 64
     d_width: int = 64
     init_std: float = 0.02
+    # Improvements over the seed (issue 6); the seed's values switch each one off.
+    loss: str = "bce"  # "bce": non-saturating BCE as DCGAN; "hinge": hinge loss
+    d_norm: str = "batch"  # "batch": BatchNorm in D as DCGAN; "spectral": spectral norm, no BatchNorm
+    augment: str = ""  # DiffAugment policy for D's inputs, e.g. "translation,cutout"
+    r1_gamma: float = 0.0  # R1 gradient penalty on real slices; 0 = off
+    r1_every: int = 16  # lazy R1: every this many steps, scaled up to match
+    ema_beta: float = 0.0  # exponential moving average of G's weights per step; 0 = off
     # Optimisation.
-    loss: str = "bce"
     lr_g: float = 2e-4
     lr_d: float = 2e-4
     betas: tuple[float, float] = (0.5, 0.999)
@@ -64,17 +70,17 @@ class TrainConfig:
 
 SEED = TrainConfig()
 
-# A small 64x64 model that gives recognisable slices on 2 CPU cores in about 10 minutes.
+# A small 64x64 model that gives recognisable slices on 2 CPU cores in about 5 minutes. The seed's
+# recipe with a wide G and a narrow D: at equal widths D wins within a few hundred steps on the
+# small demo set (loss_D -> 0, G collapses); a narrow D keeps the game balanced.
 CPU = dataclasses.replace(
     SEED,
     name="cpu",
     resolution=64,
-    g_width=32,
-    d_width=32,
-    batch_size=32,
+    g_width=64,
+    d_width=16,
     epoch_images=4096,  # the same work per epoch on the small demo set and on OASIS
-    num_epochs=40,
-    lr_step_epochs=15,
+    num_epochs=30,
 )
 
 # Seconds: tests and CI. Tiny model, a handful of slices.
@@ -92,7 +98,11 @@ SMOKE = dataclasses.replace(
     log_every=2,
 )
 
-PRESETS: dict[str, TrainConfig] = {c.name: c for c in (SEED, CPU, SMOKE)}
+# The seed's architecture and budget with the techniques that pay on ~10k slices: spectral norm in D,
+# differentiable augmentation so D cannot memorise the training slices, and an EMA generator.
+MODERN = dataclasses.replace(SEED, name="modern", d_norm="spectral", augment="translation,cutout", ema_beta=0.999)
+
+PRESETS: dict[str, TrainConfig] = {c.name: c for c in (SEED, CPU, SMOKE, MODERN)}
 
 
 def get_preset(name: str, **overrides) -> TrainConfig:

@@ -50,14 +50,20 @@ class Discriminator(nn.Module):
     loss, which equals BCE on the Sigmoid's output but stays finite and runs under autocast.
     """
 
-    def __init__(self, resolution: int = 128, width: int = 64, channels: int = 1):
+    def __init__(self, resolution: int = 128, width: int = 64, channels: int = 1, norm: str = "batch"):
         super().__init__()
+        if norm not in ("batch", "spectral"):
+            raise ValueError(f"D's norm must be 'batch' or 'spectral', got {norm!r}")
         n = _num_blocks(resolution)
         ch = [width * 2**i for i in range(n)]  # 64, 128, 256, 512, 1024
-        layers = [nn.Conv2d(channels, ch[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]  # 64 x 64 x 64
+        # Spectral norm bounds each layer's Lipschitz constant instead of normalising activations.
+        wrap = nn.utils.parametrizations.spectral_norm if norm == "spectral" else (lambda m: m)
+        layers = [wrap(nn.Conv2d(channels, ch[0], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2, True)]  # 64 x 64 x 64
         for c_in, c_out in zip(ch[:-1], ch[1:]):  # 128 x 32 x 32 ... 1024 x 4 x 4
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2, True)]
-        layers += [nn.Conv2d(ch[-1], 1, 4, 1, 0, bias=False)]  # 1 x 1 x 1
+            layers.append(wrap(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)))
+            layers += [nn.BatchNorm2d(c_out)] if norm == "batch" else []
+            layers.append(nn.LeakyReLU(0.2, True))
+        layers += [wrap(nn.Conv2d(ch[-1], 1, 4, 1, 0, bias=False))]  # 1 x 1 x 1
         self.main = nn.Sequential(*layers)
         self.sigmoid = nn.Sigmoid()
 
@@ -72,7 +78,9 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
     """DCGAN initialisation: convolutions N(0, std), BatchNorm scale N(1, std) and shift 0."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
-            nn.init.normal_(m.weight, 0.0, std)
+            # Under spectral norm the raw weight is `parametrizations.weight.original`.
+            weight = m.parametrizations.weight.original if hasattr(m, "parametrizations") else m.weight
+            nn.init.normal_(weight, 0.0, std)
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.normal_(m.weight, 1.0, std)
             nn.init.zeros_(m.bias)
@@ -81,7 +89,7 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
 def build_models(config) -> tuple[Generator, Discriminator]:
     """G and D for a `TrainConfig`, initialised as DCGAN does (uses the global torch RNG)."""
     G = Generator(config.z_dim, config.resolution, config.g_width)
-    D = Discriminator(config.resolution, config.d_width)
+    D = Discriminator(config.resolution, config.d_width, norm=config.d_norm)
     init_weights(G, config.init_std)
     init_weights(D, config.init_std)
     return G, D

@@ -9,6 +9,8 @@ Under torchrun each rank takes its own slice of every global batch; rank 0 alone
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import json
 import math
 import os
@@ -21,6 +23,7 @@ from torch import distributed as dist
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt_io
+from .augment import diff_augment
 from .config import TrainConfig
 from .data import REPO_ROOT, SliceSet, load_split, to_float
 from .models import build_models
@@ -99,16 +102,38 @@ def bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(logits.float(), target)
 
 
-def d_step(D, opt_D, real, fake, amp_ctx) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Push D(real) towards 1 and D(fake) towards 0; returns (loss, mean D(x), mean D(G(z)))."""
+def d_loss(out: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
+    """D's loss on one half of its batch: the seed's BCE, or the hinge loss."""
+    if kind == "hinge":
+        return F.relu(1.0 - out.float()).mean() if real else F.relu(1.0 + out.float()).mean()
+    return bce(out, real)
+
+
+def g_loss(out: torch.Tensor, kind: str) -> torch.Tensor:
+    """G's loss: non-saturating BCE (D should call fakes real), or the hinge generator loss."""
+    return -out.float().mean() if kind == "hinge" else bce(out, real=True)
+
+
+def d_step(D, opt_D, real, fake, amp_ctx, config, aug=lambda x: x, r1: bool = False):
+    """Push D(real) towards 'real' and D(fake) towards 'fake'; returns (loss, mean D(x), mean D(G(z))).
+
+    With `r1`, adds the R1 penalty gamma/2 * |grad_x D(x)|^2 on the real half (scaled by the lazy interval).
+    """
     opt_D.zero_grad(set_to_none=True)
+    if r1:
+        real = real.detach().requires_grad_(True)
     with amp_ctx():
-        out_real = D(real)
-    loss_real = bce(out_real, real=True)
-    loss_real.backward()
+        out_real = D(aug(real))
+    loss_real = d_loss(out_real, True, config.loss)
+    if r1:
+        (grad,) = torch.autograd.grad(out_real.float().sum(), real, create_graph=True)
+        penalty = grad.square().sum(dim=(1, 2, 3)).mean() * (config.r1_gamma / 2 * config.r1_every)
+        (loss_real + penalty).backward()
+    else:
+        loss_real.backward()
     with amp_ctx():
-        out_fake = D(fake.detach())
-    loss_fake = bce(out_fake, real=False)
+        out_fake = D(aug(fake.detach()))
+    loss_fake = d_loss(out_fake, False, config.loss)
     loss_fake.backward()
     opt_D.step()
     return (
@@ -118,17 +143,25 @@ def d_step(D, opt_D, real, fake, amp_ctx) -> tuple[torch.Tensor, torch.Tensor, t
     )
 
 
-def g_step(D_core, opt_G, fake, amp_ctx) -> torch.Tensor:
-    """Push D(G(z)) towards 1 (the non-saturating BCE of the DCGAN paper)."""
+def g_step(D_core, opt_G, fake, amp_ctx, config, aug=lambda x: x) -> torch.Tensor:
+    """Push D(G(z)) towards 'real' (the non-saturating loss of the DCGAN paper, or hinge)."""
     opt_G.zero_grad(set_to_none=True)
     D_core.requires_grad_(False)  # D's weight gradients are not needed here
     with amp_ctx():
-        out = D_core(fake)
-    loss = bce(out, real=True)
+        out = D_core(aug(fake))
+    loss = g_loss(out, config.loss)
     loss.backward()
     D_core.requires_grad_(True)
     opt_G.step()
     return loss.detach()
+
+
+@torch.no_grad()
+def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
+    """G_ema <- beta * G_ema + (1 - beta) * G; BatchNorm statistics are copied."""
+    torch._foreach_lerp_(list(G_ema.parameters()), list(G.parameters()), 1.0 - beta)
+    for b_ema, b in zip(G_ema.buffers(), G.buffers()):
+        b_ema.copy_(b)
 
 
 class _Logits(torch.nn.Module):
@@ -144,7 +177,7 @@ class _Logits(torch.nn.Module):
 
 @torch.no_grad()
 def val_loss_d(G, D, val: torch.Tensor, config: TrainConfig, device, amp_ctx) -> float:
-    """D's BCE on the validation split (reals vs as many fakes), both nets in eval mode."""
+    """D's loss on the validation split (reals vs as many fakes), both nets in eval mode."""
     G.eval(), D.eval()
     g = torch.Generator(device).manual_seed(config.seed + 99991)
     total, n = 0.0, 0
@@ -153,7 +186,7 @@ def val_loss_d(G, D, val: torch.Tensor, config: TrainConfig, device, amp_ctx) ->
         z = torch.randn(len(real), config.z_dim, generator=g, device=device)
         with amp_ctx():
             lr_, lf_ = D.logits(real), D.logits(G(z))
-        total += (bce(lr_, True) + bce(lf_, False)).item() * len(real)
+        total += (d_loss(lr_, True, config.loss) + d_loss(lf_, False, config.loss)).item() * len(real)
         n += len(real)
     G.train(), D.train()
     return total / max(n, 1)
@@ -243,9 +276,13 @@ def train(
     opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, **fused)
     sched_G = torch.optim.lr_scheduler.StepLR(opt_G, config.lr_step_epochs, config.lr_gamma)
     sched_D = torch.optim.lr_scheduler.StepLR(opt_D, config.lr_step_epochs, config.lr_gamma)
+    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if config.ema_beta > 0 else None
+    G_eval = G_ema if G_ema is not None else G  # what samples, metrics and callbacks see
     start_epoch, step, stats = 0, 0, []
     if state is not None:
         G.load_state_dict(state["G"]), D.load_state_dict(state["D"])
+        if G_ema is not None:
+            G_ema.load_state_dict(state["G_ema"])
         opt_G.load_state_dict(state["opt_G"]), opt_D.load_state_dict(state["opt_D"])
         sched_G.load_state_dict(state["sched_G"]), sched_D.load_state_dict(state["sched_D"])
         start_epoch, step, stats = state["epoch"], state["step"], json.loads(state["stats"])
@@ -270,6 +307,7 @@ def train(
     for epoch in range(start_epoch, config.num_epochs):
         g_cpu, g_dev = epoch_generators(config.seed, epoch, dev)
         order = epoch_order(len(images), epoch_images, g_cpu).to(dev)
+        aug = functools.partial(diff_augment, policy=config.augment, g=g_dev)
         sums = torch.zeros(4, device=dev)  # loss_D, loss_G, D(x), D(G(z)), summed on the device
         t0 = time.perf_counter()
         bar = tqdm(
@@ -291,10 +329,15 @@ def train(
             # Update D: real slices towards 1, generated ones towards 0.
             with amp_ctx():
                 fake = G_train(z)
-            loss_D, d_x, d_gz = d_step(D_train, opt_D, real, fake, amp_ctx)
+            r1 = config.r1_gamma > 0 and step % config.r1_every == 0
+            loss_D, d_x, d_gz = d_step(D_train, opt_D, real, fake, amp_ctx, config, aug, r1)
 
             # Update G: make D call its slices real.
-            loss_G = g_step(D_core, opt_G, fake, amp_ctx)
+            loss_G = g_step(D_core, opt_G, fake, amp_ctx, config, aug)
+
+            # Update EMA: the slowly moving average of G that samples and evaluation use.
+            if G_ema is not None:
+                update_ema(G_ema, G, config.ema_beta)
             step += 1
             sums += torch.stack([loss_D, loss_G, d_x, d_gz])
 
@@ -330,11 +373,12 @@ def train(
             "seconds": round(seconds, 3),
             "images_per_s": round(steps_per_epoch * config.batch_size / seconds, 1),
         }
-        fakes = sample(G, fixed_z)
+        fakes = sample(G_eval, fixed_z)
         if eval_every and (epoch + 1) % eval_every == 0:
             from .metrics import training_metrics
 
-            record.update({f"metric/{k}": v for k, v in training_metrics(G, train_set, val_set, dev).items()})
+            metrics = training_metrics(G_eval, train_set, val_set, dev)
+            record.update({f"metric/{k}": v for k, v in metrics.items()})
         stats.append(record)
         save_grid(fakes, run_dir / "samples" / f"fakes_{epoch + 1:04d}.png")
         with open(run_dir / "stats.jsonl", "a") as f:
@@ -343,6 +387,7 @@ def train(
         ckpt_io.save_atomic(
             {
                 "G": G.state_dict(),
+                "G_ema": G_ema.state_dict() if G_ema is not None else None,
                 "D": D.state_dict(),
                 "opt_G": opt_G.state_dict(),
                 "opt_D": opt_D.state_dict(),
@@ -357,7 +402,7 @@ def train(
             run_dir / "checkpoints" / "latest.pt",
         )
         if callback is not None:
-            callback({"epoch": epoch + 1, "stats": stats, "G": G, "D": D, "fakes": fakes, "run_dir": run_dir})
+            callback({"epoch": epoch + 1, "stats": stats, "G": G_eval, "D": D, "fakes": fakes, "run_dir": run_dir})
     return run_dir
 
 

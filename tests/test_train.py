@@ -129,3 +129,26 @@ def test_nan_in_the_first_epoch_says_there_is_no_checkpoint(tiny_data, tmp_path)
 def test_too_few_slices_for_a_batch(tiny_data, tmp_path):
     with pytest.raises(ValueError, match="fewer than batch size 64"):
         train(smoke(batch_size=64), data=tiny_data, out=tmp_path, progress=False)
+
+
+def test_improvement_switches_resume_exactly_and_store_the_ema(tiny_data, tmp_path):
+    modern = smoke(
+        num_epochs=3, d_norm="spectral", augment="translation,cutout", ema_beta=0.9, r1_gamma=1.0, r1_every=2
+    )
+    full = train(modern, data=tiny_data, out=tmp_path / "a", progress=False)
+    part = train(dataclasses.replace(modern, num_epochs=1), data=tiny_data, out=tmp_path / "b", progress=False)
+    train(modern, data=tiny_data, resume=part, progress=False)
+    a = torch.load(full / "checkpoints" / "latest.pt", weights_only=True)
+    b = torch.load(part / "checkpoints" / "latest.pt", weights_only=True)
+    for net in ("G", "D", "G_ema"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
+    assert not torch.equal(a["G_ema"]["main.0.weight"], a["G"]["main.0.weight"])
+
+
+def test_hinge_loss_values():
+    from ganlib.train import d_loss, g_loss
+
+    out = torch.tensor([2.0, 0.5, -1.0])
+    assert d_loss(out, True, "hinge").item() == pytest.approx((0 + 0.5 + 2.0) / 3)
+    assert d_loss(out, False, "hinge").item() == pytest.approx((3.0 + 1.5 + 0) / 3)
+    assert g_loss(out, "hinge").item() == pytest.approx(-0.5)
