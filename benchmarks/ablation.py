@@ -1,0 +1,126 @@
+"""Ablation: the seed recipe against each improvement switch and the `modern` preset, at equal images.
+
+Every variant trains on the same data for the same number of training images (the StepLR schedule
+keeps the seed's shape: four halvings, evenly spaced), then `ganlib.evaluate` scores it against the
+held-out split. Saves `ablation.json`, `ablation.md` and `samples.png` (8 samples per variant from one
+fixed latent batch) in --out. The evaluate reports themselves, whose audit figures show training
+slices, go into the git-ignored runs folder, never into --out.
+
+    python benchmarks/ablation.py --data ../shared/oasis/keras_png_slices_data --resolution 64 \\
+        --kimg 60 --n 1000 --inception-weights /path/to/default_1.pt --out benchmarks/results/ablation-cpu64
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from ganlib.config import get_preset
+from ganlib.data import REPO_ROOT, load_split
+from ganlib.evaluate import evaluate
+from ganlib.train import pick_device, sample, train
+from ganlib.viz import grid_image
+
+# name -> (preset, switches). Each single-switch variant changes one field of the seed.
+VARIANTS = {
+    "seed": ("seed", {}),
+    "+spectral_norm": ("seed", {"d_norm": "spectral"}),
+    "+diffaugment": ("seed", {"augment": "translation,cutout"}),
+    "+ema": ("seed", {"ema_beta": 0.999}),
+    "modern": ("modern", {}),
+}
+
+
+def variant_config(name: str, resolution: int, kimg: int, epochs: int):
+    preset, switches = VARIANTS[name]
+    config = get_preset(preset, resolution=resolution, **switches)
+    return dataclasses.replace(
+        config,
+        name=f"ablation-{name.lstrip('+')}",
+        num_epochs=epochs,
+        epoch_images=kimg * 1000 // epochs,
+        lr_step_epochs=max(1, epochs // 5),  # the seed halves at 1/5, 2/5, 3/5, 4/5 of training
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", help="data root (default: the library's choice)")
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--kimg", type=int, default=60, help="thousands of training images per variant")
+    p.add_argument("--epochs", type=int, default=10, help="epochs the budget is cut into")
+    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated of {', '.join(VARIANTS)}")
+    p.add_argument("--n", type=int, default=1000, help="samples per evaluation")
+    p.add_argument("--split", default="test")
+    p.add_argument("--metrics", default="fid,kid,swd,msssim,memorization")
+    p.add_argument("--inception-weights")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", required=True)
+    args = p.parse_args()
+
+    names = [v.strip() for v in args.variants.split(",")]
+    unknown = [v for v in names if v not in VARIANTS]
+    if unknown:
+        p.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = pick_device(args.device)
+    train_set = load_split("train", args.resolution, args.data)
+    val_set = load_split("validate", args.resolution, args.data)
+    fixed_z = torch.randn(8, 100, generator=torch.Generator().manual_seed(7)).to(device)
+    results, rows = {}, []
+    for name in names:
+        config = variant_config(name, args.resolution, args.kimg, args.epochs)
+        t0 = time.perf_counter()
+        run = train(config, out=REPO_ROOT / "runs", device=str(device), train_set=train_set, val_set=val_set)
+        seconds = time.perf_counter() - t0
+        from ganlib.checkpoint import load_generator
+
+        G, _ = load_generator(run, device=device)
+        report = evaluate(
+            G,
+            metrics=args.metrics,
+            n=args.n,
+            split=args.split,
+            data=args.data,
+            inception_weights=args.inception_weights,
+            out_dir=run / "evaluation",
+            device=str(device),
+        )
+        rows.append(sample(G, fixed_z).cpu())
+        results[name] = {
+            "config": config.to_dict(),
+            "run": run.name,
+            "train_seconds": round(seconds, 1),
+            "metrics": report["metrics"],
+        }
+        print(name, json.dumps({k: round(v, 4) for k, v in report["metrics"].items()}), flush=True)
+        write(out, results, args, device)
+    grid_image(torch.cat(rows), nrow=8).save(out / "samples.png")
+
+
+def write(out: Path, results: dict, args, device) -> None:
+    meta = {
+        "command": "python benchmarks/ablation.py "
+        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
+        "cpu": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+    }
+    (out / "ablation.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
+    keys = ["fid", "kid_mean", "swd", "msssim_gap", "mem_share_pixel"]
+    lines = ["| variant | " + " | ".join(keys) + " | train s |", "|---" * (len(keys) + 2) + "|"]
+    for name, r in results.items():
+        vals = [f"{r['metrics'][k]:.4g}" if k in r["metrics"] else "-" for k in keys]
+        lines.append(f"| {name} | " + " | ".join(vals) + f" | {r['train_seconds']:.0f} |")
+    (out / "ablation.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
