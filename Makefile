@@ -17,8 +17,10 @@ setup: $(STAMP)
 demo: setup
 	$(PY) -m ganlib train --preset cpu --export images
 
+# Everything, notebooks included: tests/test_notebooks.py runs each one under nbval in smoke mode.
+# GANLIB_SMOKE=1 so that any notebook a test executes takes the smoke preset.
 test: setup
-	$(PY) -m pytest $(PYTEST_ARGS)
+	GANLIB_SMOKE=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks

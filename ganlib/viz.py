@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -84,3 +85,12 @@ def plot_losses(stats: list[dict], path: str | os.PathLike | None = None, title:
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
+
+
+def png_display(image: Image.Image, width: int | None = None):
+    """A PIL image as an IPython PNG display object, `width` pixels wide on screen (PIL would add a JPEG copy)."""
+    from IPython.display import Image as IPythonImage
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return IPythonImage(data=buf.getvalue(), width=width)
