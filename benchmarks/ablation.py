@@ -13,7 +13,6 @@ slices, go into the git-ignored runs folder, never into --out.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import platform
 import time
@@ -21,32 +20,11 @@ from pathlib import Path
 
 import torch
 
-from ganlib.config import get_preset
+from ganlib.config import ABLATION, ablation_config, get_preset
 from ganlib.data import REPO_ROOT, load_split
 from ganlib.evaluate import evaluate
 from ganlib.train import pick_device, sample, train
 from ganlib.viz import grid_image
-
-# name -> (preset, switches). Each single-switch variant changes one field of the seed.
-VARIANTS = {
-    "seed": ("seed", {}),
-    "+spectral_norm": ("seed", {"d_norm": "spectral"}),
-    "+diffaugment": ("seed", {"augment": "translation,cutout"}),
-    "+ema": ("seed", {"ema_beta": 0.999}),
-    "modern": ("modern", {}),
-}
-
-
-def variant_config(name: str, resolution: int, kimg: int, epochs: int):
-    preset, switches = VARIANTS[name]
-    config = get_preset(preset, resolution=resolution, **switches)
-    return dataclasses.replace(
-        config,
-        name=f"ablation-{name.lstrip('+')}",
-        num_epochs=epochs,
-        epoch_images=kimg * 1000 // epochs,
-        lr_step_epochs=max(1, epochs // 5),  # the seed halves at 1/5, 2/5, 3/5, 4/5 of training
-    )
 
 
 def main() -> None:
@@ -55,7 +33,7 @@ def main() -> None:
     p.add_argument("--resolution", type=int, default=64)
     p.add_argument("--kimg", type=int, default=60, help="thousands of training images per variant")
     p.add_argument("--epochs", type=int, default=10, help="epochs the budget is cut into")
-    p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated of {', '.join(VARIANTS)}")
+    p.add_argument("--variants", default=",".join(ABLATION), help=f"comma-separated of {', '.join(ABLATION)}")
     p.add_argument("--n", type=int, default=1000, help="samples per evaluation")
     p.add_argument("--split", default="test")
     p.add_argument("--metrics", default="fid,kid,swd,msssim,memorization")
@@ -65,9 +43,9 @@ def main() -> None:
     args = p.parse_args()
 
     names = [v.strip() for v in args.variants.split(",")]
-    unknown = [v for v in names if v not in VARIANTS]
+    unknown = [v for v in names if v not in ABLATION]
     if unknown:
-        p.error(f"unknown variants {unknown}; choose from {', '.join(VARIANTS)}")
+        p.error(f"unknown variants {unknown}; choose from {', '.join(ABLATION)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = pick_device(args.device)
@@ -76,7 +54,7 @@ def main() -> None:
     fixed_z = torch.randn(8, 100, generator=torch.Generator().manual_seed(7)).to(device)
     results, rows = {}, []
     for name in names:
-        config = variant_config(name, args.resolution, args.kimg, args.epochs)
+        config = ablation_config(name, get_preset("seed", resolution=args.resolution), args.kimg * 1000, args.epochs)
         t0 = time.perf_counter()
         run = train(config, out=REPO_ROOT / "runs", device=str(device), train_set=train_set, val_set=val_set)
         seconds = time.perf_counter() - t0

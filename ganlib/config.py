@@ -104,6 +104,32 @@ MODERN = dataclasses.replace(SEED, name="modern", d_norm="spectral", augment="tr
 
 PRESETS: dict[str, TrainConfig] = {c.name: c for c in (SEED, CPU, SMOKE, MODERN)}
 
+# The ablation of notebook 05 and benchmarks/ablation.py: one switch at a time on the seed, then all.
+ABLATION: dict[str, dict] = {
+    "seed": {},
+    "+spectral_norm": {"d_norm": "spectral"},
+    "+diffaugment": {"augment": MODERN.augment},
+    "+ema": {"ema_beta": MODERN.ema_beta},
+    "modern": {"d_norm": MODERN.d_norm, "augment": MODERN.augment, "ema_beta": MODERN.ema_beta},
+}
+
+
+def ablation_config(variant: str, base: TrainConfig, total_images: int, epochs: int = 10) -> TrainConfig:
+    """`base` with one ablation variant's switches, trained for `total_images` in `epochs` epochs.
+
+    The StepLR schedule keeps the seed's shape whatever the budget: halvings at 1/5, 2/5, 3/5, 4/5.
+    """
+    if variant not in ABLATION:
+        raise ValueError(f"unknown ablation variant {variant!r}; choose from {', '.join(ABLATION)}")
+    return dataclasses.replace(
+        base,
+        **ABLATION[variant],
+        name=f"ablation-{variant.lstrip('+')}",
+        num_epochs=epochs,
+        epoch_images=total_images // epochs,
+        lr_step_epochs=max(1, epochs // 5),
+    )
+
 
 def get_preset(name: str, **overrides) -> TrainConfig:
     """The named preset with `overrides` applied; a clear error for an unknown name or field."""
