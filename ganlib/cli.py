@@ -59,6 +59,8 @@ def cmd_train(args) -> int:
     ddp_device = _setup_distributed()
     device = str(ddp_device) if ddp_device is not None else args.device
     run_dir = train(config, data=args.data, out=args.out, resume=args.resume, device=device, eval_every=args.eval_every)
+    if run_dir is None:  # not rank 0 of a torchrun group: rank 0 reports and exports
+        return 0
     print(f"run folder: {run_dir}")
     if args.export:
         export = Path(args.export)

@@ -26,6 +26,7 @@ from . import checkpoint as ckpt_io
 from .augment import diff_augment
 from .config import TrainConfig
 from .data import REPO_ROOT, SliceSet, load_split, to_float
+from .distributed import sync_batchnorm
 from .models import build_models
 from .viz import plot_losses, save_grid
 
@@ -217,7 +218,7 @@ def train(
     eval_every: int = 0,
     progress: bool = True,
 ) -> Path:
-    """Train G and D as `config` says; returns the run folder.
+    """Train G and D as `config` says; returns the run folder (None on ranks other than 0).
 
     `resume` takes a run folder (or checkpoint) and continues it to `config.num_epochs`.
     `callback(state)` is called after every epoch with the epoch's stats, the models and the
@@ -267,8 +268,7 @@ def train(
     G, D = build_models(config)
     G, D = G.to(dev), D.to(dev)
     if config.sync_bn and world > 1:
-        G = torch.nn.SyncBatchNorm.convert_sync_batchnorm(G)
-        D = torch.nn.SyncBatchNorm.convert_sync_batchnorm(D)
+        G, D = sync_batchnorm(G, dev), sync_batchnorm(D, dev)
     if config.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     fused = {"fused": True} if dev.type == "cuda" else {"foreach": True}
@@ -403,7 +403,7 @@ def train(
         )
         if callback is not None:
             callback({"epoch": epoch + 1, "stats": stats, "G": G_eval, "D": D, "fakes": fakes, "run_dir": run_dir})
-    return run_dir
+    return run_dir if main else None  # rank 0 alone owns the run folder
 
 
 def _last_ckpt_text(run_dir: Path | None) -> str:

@@ -1,0 +1,88 @@
+"""The speed switches change how fast a step runs, never what it computes: channels_last, bf16 autocast, logits."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ganlib.config import get_preset
+from ganlib.models import build_models
+from ganlib.train import _Logits, autocast, bf16_supported, d_step, g_step
+
+CPU = torch.device("cpu")
+CONFIG = get_preset("smoke", resolution=64, g_width=16, d_width=16)
+
+
+def batch(config=CONFIG, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    real = torch.rand(n, 1, config.resolution, config.resolution, generator=g) * 2 - 1
+    return real, torch.randn(n, config.z_dim, generator=g)
+
+
+def one_step(real, z, channels_last: bool, amp: bool, config=CONFIG) -> dict:
+    """One training step as ganlib.train's loop takes it; returns the losses and the gradients it left."""
+    torch.manual_seed(config.seed)
+    G, D = build_models(config)
+    if channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+        real = real.contiguous(memory_format=torch.channels_last)
+    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas, foreach=True)
+    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, foreach=True)
+    amp_ctx = lambda: autocast(CPU, amp)  # noqa: E731
+    with amp_ctx():
+        fake = G(z)
+    loss_D, d_x, d_gz = d_step(_Logits(D), opt_D, real, fake, amp_ctx, config)
+    loss_G = g_step(_Logits(D), opt_G, fake, amp_ctx, config)
+    # After the step, D's .grad holds D's step's gradients and G's .grad G's (d_step and g_step zero them first).
+    grads = {f"{net}.{k}": p.grad for net, m in (("G", G), ("D", D)) for k, p in m.named_parameters()}
+    return {"loss_D": loss_D.item(), "loss_G": loss_G.item(), "D_x": d_x.item(), "D_G_z": d_gz.item(), **grads}
+
+
+def test_channels_last_computes_the_same_step():
+    real, z = batch()
+    a, b = one_step(real, z, channels_last=False, amp=False), one_step(real, z, channels_last=True, amp=False)
+    for key in ("loss_D", "loss_G", "D_x", "D_G_z"):
+        assert b[key] == pytest.approx(a[key], rel=1e-5, abs=1e-6), key
+    # Another memory layout sums the convolutions in another order: float32 rounding, scaled to each tensor.
+    for key in a:
+        if key.startswith(("G.", "D.")):
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5 * a[key].abs().max().item(), msg=key)
+
+
+@pytest.mark.skipif(not bf16_supported(CPU), reason="this CPU has no bf16 support")
+def test_bf16_autocast_stays_close_to_float32():
+    real, z = batch()
+    full, half = one_step(real, z, channels_last=True, amp=False), one_step(real, z, channels_last=True, amp=True)
+    # bf16 keeps 8 bits of mantissa (~0.4% per rounding); averaged over a batch the losses move ~0.15% here.
+    for key in ("loss_D", "loss_G", "D_x", "D_G_z"):
+        assert half[key] == pytest.approx(full[key], rel=0.01), key
+    assert half["loss_D"] != full["loss_D"], "autocast should really run in bf16"
+
+
+def test_d_step_loss_is_bce_on_the_sigmoid():
+    """BCE-with-logits on D.logits equals nn.BCELoss on D's Sigmoid output, for real and fake halves."""
+    real, z = batch()
+    torch.manual_seed(0)
+    G, D = build_models(CONFIG)
+    opt_D = torch.optim.Adam(D.parameters(), lr=CONFIG.lr_d, betas=CONFIG.betas)
+    with torch.no_grad():
+        fake = G(z)
+        p_real, p_fake = D(real), D(fake)  # train mode: batch statistics, as in d_step
+    expected = nn.BCELoss()(p_real, torch.ones_like(p_real)) + nn.BCELoss()(p_fake, torch.zeros_like(p_fake))
+    loss_D, d_x, d_gz = d_step(_Logits(D), opt_D, real, fake, lambda: autocast(CPU, False), CONFIG)
+    assert loss_D.item() == pytest.approx(expected.item(), rel=1e-5)
+    assert (d_x.item(), d_gz.item()) == pytest.approx((p_real.mean().item(), p_fake.mean().item()), rel=1e-5)
+
+
+def test_g_step_loss_is_bce_on_the_sigmoid():
+    real, z = batch()
+    torch.manual_seed(0)
+    G, D = build_models(CONFIG)
+    opt_G = torch.optim.Adam(G.parameters(), lr=CONFIG.lr_g, betas=CONFIG.betas)
+    fake = G(z)
+    with torch.no_grad():
+        p = D(fake)
+    loss_G = g_step(_Logits(D), opt_G, fake, lambda: autocast(CPU, False), CONFIG)
+    assert loss_G.item() == pytest.approx(nn.BCELoss()(p, torch.ones_like(p)).item(), rel=1e-5)
+    assert all(p.requires_grad and p.grad is None for p in D.parameters()), "G's step leaves D trainable, grad-free"
