@@ -110,6 +110,7 @@ ABLATION: dict[str, dict] = {
     "+spectral_norm": {"d_norm": "spectral"},
     "+diffaugment": {"augment": MODERN.augment},
     "+ema": {"ema_beta": MODERN.ema_beta},
+    "+narrow_d": {"d_width": 16},  # the cpu preset's fix: a quarter-width D
     "modern": {"d_norm": MODERN.d_norm, "augment": MODERN.augment, "ema_beta": MODERN.ema_beta},
 }
 

@@ -337,7 +337,8 @@ def train(
 
             # Update EMA: the slowly moving average of G that samples and evaluation use.
             if G_ema is not None:
-                update_ema(G_ema, G, config.ema_beta)
+                # Warm-up: early on the average would be mostly the random initial weights.
+                update_ema(G_ema, G, min(config.ema_beta, (1 + step) / (10 + step)))
             step += 1
             sums += torch.stack([loss_D, loss_G, d_x, d_gz])
 
