@@ -3,11 +3,12 @@
 Every variant trains on the same data for the same number of training images (the StepLR schedule
 keeps the seed's shape: four halvings, evenly spaced), then `ganlib.evaluate` scores it against the
 held-out split. Saves `ablation.json`, `ablation.md` and `samples.png` (8 samples per variant from one
-fixed latent batch) in --out. The evaluate reports themselves, whose audit figures show training
-slices, go into the git-ignored runs folder, never into --out.
+fixed latent batch, a row per variant) in --out; variants already there are kept, so an interrupted
+ablation continues. The evaluate reports themselves, whose audit figures show training slices, go
+into the git-ignored runs folder, never into --out.
 
     python benchmarks/ablation.py --data ../shared/oasis/keras_png_slices_data --resolution 64 \\
-        --kimg 60 --n 1000 --inception-weights /path/to/default_1.pt --out benchmarks/results/ablation-cpu64
+        --kimg 30 --n 500 --inception-weights /path/to/default_1.pt --out benchmarks/results/ablation-cpu64
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from pathlib import Path
 
 import torch
 
+from ganlib.checkpoint import load_generator
 from ganlib.config import ABLATION, ablation_config, get_preset
 from ganlib.data import REPO_ROOT, load_split
 from ganlib.evaluate import evaluate
 from ganlib.train import pick_device, sample, train
-from ganlib.viz import grid_image
+from ganlib.viz import save_grid
 
 
 def main() -> None:
@@ -52,14 +54,21 @@ def main() -> None:
     train_set = load_split("train", args.resolution, args.data)
     val_set = load_split("validate", args.resolution, args.data)
     fixed_z = torch.randn(8, 100, generator=torch.Generator().manual_seed(7)).to(device)
-    results, rows = {}, []
+    # Variants already in --out are kept, so an interrupted ablation continues where it stopped.
+    done = out / "ablation.json"
+    results = json.loads(done.read_text())["results"] if done.exists() else {}
     for name in names:
+        if name in results:
+            print(name, "already done, kept", flush=True)
+            strip = out / f"samples-{name.lstrip('+')}.png"
+            if not strip.exists():
+                G, _ = load_generator(REPO_ROOT / "runs" / results[name]["run"], device=device)
+                save_grid(sample(G, fixed_z).cpu(), strip, nrow=8)
+            continue
         config = ablation_config(name, get_preset("seed", resolution=args.resolution), args.kimg * 1000, args.epochs)
         t0 = time.perf_counter()
         run = train(config, out=REPO_ROOT / "runs", device=str(device), train_set=train_set, val_set=val_set)
         seconds = time.perf_counter() - t0
-        from ganlib.checkpoint import load_generator
-
         G, _ = load_generator(run, device=device)
         report = evaluate(
             G,
@@ -71,7 +80,7 @@ def main() -> None:
             out_dir=run / "evaluation",
             device=str(device),
         )
-        rows.append(sample(G, fixed_z).cpu())
+        save_grid(sample(G, fixed_z).cpu(), out / f"samples-{name.lstrip('+')}.png", nrow=8)
         results[name] = {
             "config": config.to_dict(),
             "run": run.name,
@@ -80,7 +89,14 @@ def main() -> None:
         }
         print(name, json.dumps({k: round(v, 4) for k, v in report["metrics"].items()}), flush=True)
         write(out, results, args, device)
-    grid_image(torch.cat(rows), nrow=8).save(out / "samples.png")
+    rows = [out / f"samples-{n.lstrip('+')}.png" for n in results]
+    from PIL import Image
+
+    strips = [Image.open(r) for r in rows if r.exists()]
+    sheet = Image.new("L", (strips[0].width, sum(s.height for s in strips)))
+    for i, strip in enumerate(strips):
+        sheet.paste(strip, (0, sum(s.height for s in strips[:i])))
+    sheet.save(out / "samples.png")
 
 
 def write(out: Path, results: dict, args, device) -> None:
