@@ -41,6 +41,15 @@ def _setup_distributed() -> torch.device | None:
     return torch.device("cpu")
 
 
+def _teardown_distributed() -> None:
+    """Wait for rank 0's last snapshot, then close the group: a process leaving an open gloo group aborts."""
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def cmd_train(args) -> int:
     from .train import train
 
@@ -59,6 +68,8 @@ def cmd_train(args) -> int:
     ddp_device = _setup_distributed()
     device = str(ddp_device) if ddp_device is not None else args.device
     run_dir = train(config, data=args.data, out=args.out, resume=args.resume, device=device, eval_every=args.eval_every)
+    if ddp_device is not None:
+        _teardown_distributed()
     if run_dir is None:  # not rank 0 of a torchrun group: rank 0 reports and exports
         return 0
     print(f"run folder: {run_dir}")
