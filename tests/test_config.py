@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 
-from ganlib.config import PRESETS, TrainConfig, get_preset
+from ganlib.config import ABLATION, PRESETS, TrainConfig, ablation_config, get_preset
 
 
 def test_seed_is_the_reference_design():
@@ -22,6 +23,22 @@ def test_presets_exist_and_differ_only_where_meant():
     assert {"seed", "cpu", "smoke"} <= set(PRESETS)
     cpu = get_preset("cpu")
     assert cpu.resolution == 64 and cpu.loss == "bce" and cpu.betas == (0.5, 0.999)
+    # modern is the seed (model, optimiser, schedule, budget) with DiffAugment and an EMA of G, nothing else.
+    seed, modern = get_preset("seed").to_dict(), get_preset("modern").to_dict()
+    changed = {k for k in seed if seed[k] != modern[k]}
+    assert changed == {"name", "augment", "ema_beta"}
+
+
+def test_ablation_variants_share_the_budget_and_the_schedule_shape():
+    base = get_preset("seed", resolution=64)
+    configs = {v: ablation_config(v, base, 30_000, epochs=10) for v in ABLATION}
+    for variant, c in configs.items():
+        assert (c.num_epochs, c.epoch_images, c.lr_step_epochs) == (10, 3_000, 2), variant
+        assert all(getattr(c, k) == v for k, v in ABLATION[variant].items()), variant
+    budget_only = dict(name="ablation-seed", num_epochs=10, epoch_images=3_000, lr_step_epochs=2)
+    assert configs["seed"] == dataclasses.replace(base, **budget_only)
+    with pytest.raises(ValueError, match="unknown ablation variant 'x'"):
+        ablation_config("x", base, 30_000)
 
 
 def test_overrides_and_errors():
