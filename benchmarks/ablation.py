@@ -40,8 +40,10 @@ def main() -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--metrics", default="fid,kid,swd,msssim,memorization")
     p.add_argument("--inception-weights")
+    p.add_argument("--seed", type=int, default=0, help="training seed (weights, data order, latents)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", required=True)
+    p.add_argument("--runs", default=str(REPO_ROOT / "runs"), help="where the training runs go (default: runs/)")
     args = p.parse_args()
 
     names = [v.strip() for v in args.variants.split(",")]
@@ -62,12 +64,13 @@ def main() -> None:
             print(name, "already done, kept", flush=True)
             strip = out / f"samples-{name.lstrip('+')}.png"
             if not strip.exists():
-                G, _ = load_generator(REPO_ROOT / "runs" / results[name]["run"], device=device)
+                G, _ = load_generator(Path(args.runs) / results[name]["run"], device=device)
                 save_grid(sample(G, fixed_z).cpu(), strip, nrow=8)
             continue
-        config = ablation_config(name, get_preset("seed", resolution=args.resolution), args.kimg * 1000, args.epochs)
+        base = get_preset("seed", resolution=args.resolution, seed=args.seed)
+        config = ablation_config(name, base, args.kimg * 1000, args.epochs)
         t0 = time.perf_counter()
-        run = train(config, out=REPO_ROOT / "runs", device=str(device), train_set=train_set, val_set=val_set)
+        run = train(config, out=args.runs, device=str(device), train_set=train_set, val_set=val_set)
         seconds = time.perf_counter() - t0
         G, _ = load_generator(run, device=device)
         report = evaluate(
@@ -100,12 +103,19 @@ def main() -> None:
 
 
 def write(out: Path, results: dict, args, device) -> None:
+    command = "python benchmarks/ablation.py " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
+    )
+    # A table filled by several invocations (an interrupted run, variants added later) keeps every command.
+    done = out / "ablation.json"
+    old = json.loads(done.read_text())["meta"] if done.exists() else {}
+    commands = old.get("commands", [old["command"]] if "command" in old else [])
     meta = {
-        "command": "python benchmarks/ablation.py "
-        + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "commands": commands + [command] if command not in commands else commands,
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(),
         "cpu": platform.processor() or platform.machine(),
         "torch": torch.__version__,
+        **({"notes": old["notes"]} if "notes" in old else {}),
     }
     (out / "ablation.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
     keys = ["fid", "kid_mean", "swd", "msssim_gap", "mem_share_pixel"]
