@@ -67,7 +67,15 @@ def cmd_train(args) -> int:
     config = get_preset(args.preset, **overrides)
     ddp_device = _setup_distributed()
     device = str(ddp_device) if ddp_device is not None else args.device
-    run_dir = train(config, data=args.data, out=args.out, resume=args.resume, device=device, eval_every=args.eval_every)
+    run_dir = train(
+        config,
+        data=args.data,
+        out=args.out,
+        resume=args.resume,
+        device=device,
+        eval_every=args.eval_every,
+        checkpoint_every=args.checkpoint_every,
+    )
     if ddp_device is not None:
         _teardown_distributed()
     if run_dir is None:  # not rank 0 of a torchrun group: rank 0 reports and exports
@@ -135,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm across torchrun processes")
     p.add_argument("--eval-every", type=_positive, default=0, metavar="K", help="cheap metrics every K epochs")
     p.add_argument("--export", metavar="DIR", help="copy the final sample grid and loss plot into DIR")
+    p.add_argument(
+        "--checkpoint-every", type=_positive, default=1, metavar="K", help="checkpoint every K epochs (default 1)"
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sample", help="write samples of a checkpoint as PNGs and a grid")

@@ -138,6 +138,40 @@ def ablation_config(variant: str, base: TrainConfig, total_images: int, epochs: 
     )
 
 
+def parse_set(items: list[str] | tuple[str, ...]) -> dict:
+    """`["lr_g=1e-4", "augment=translation"]` -> {"lr_g": 0.0001, ...}, each value checked against its field's type.
+
+    Behind `--set key=value`: any `TrainConfig` field from the command line without a flag of its own.
+    """
+    fields = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or key not in fields:
+            raise ValueError(f"--set {item!r}: expected key=value with key one of {', '.join(sorted(fields))}")
+        kind = fields[key]
+        try:
+            if text.lower() == "none" and "None" in kind:
+                value = None
+            elif kind.startswith("bool"):
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError("expected true or false")
+                value = text.lower() in ("true", "1")
+            elif kind.startswith("int"):
+                value = int(text)
+            elif kind.startswith("float"):
+                value = float(text)
+            elif kind.startswith("tuple"):
+                value = tuple(float(v) for v in text.split(","))
+            else:
+                value = text
+        except ValueError as e:
+            raise ValueError(f"--set {item!r}: {key} takes a value of type {kind} ({e})") from None
+        out[key] = value
+    return out
+
+
 def get_preset(name: str, **overrides) -> TrainConfig:
     """The named preset with `overrides` applied; a clear error for an unknown name or field."""
     if name not in PRESETS:

@@ -243,6 +243,47 @@ def _slice_set(arrays: dict, entries: list, split: str, root: Path) -> SliceSet:
     )
 
 
+def save_pack(path: str | os.PathLike, sets: dict[str, SliceSet]) -> Path:
+    """Several decoded splits in one compressed .npz (uint8 images, ids, file names): a portable data cache.
+
+    This is how the data travels to a machine that has no copy of the PNGs (a lent GPU): `load_pack` gives the
+    same `SliceSet`s back, without reading a PNG.
+    """
+    arrays = {}
+    for split, s in sets.items():
+        arrays[f"{split}/images"] = s.images.numpy()
+        arrays[f"{split}/case_ids"] = s.case_ids.numpy()
+        arrays[f"{split}/slice_idx"] = s.slice_idx.numpy()
+        arrays[f"{split}/files"] = np.array([Path(f).name for f in s.files])
+        if s.masks is not None:
+            arrays[f"{split}/masks"] = s.masks.numpy()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    os.replace(tmp, path)
+    return path
+
+
+def load_pack(path: str | os.PathLike) -> dict[str, SliceSet]:
+    """The splits that `save_pack` wrote, as `SliceSet`s (root: the pack file)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"{path}: not a readable data pack ({e}); make it again with save_pack") from None
+    sets = {}
+    for split in sorted({k.split("/")[0] for k in arrays}):
+        a = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(split + "/")}
+        if not {"images", "case_ids", "slice_idx", "files"} <= set(a):
+            raise DataError(f"{path}: split {split!r} lacks images, ids or file names; make the pack again")
+        entries = [(None, None, f, None) for f in a.pop("files").tolist()]
+        sets[split] = _slice_set(a, entries, split, path)
+    return sets
+
+
 def split_counts(root: Path) -> dict[str, int]:
     """Number of image slices per split present under `root` (0 for a missing split)."""
     counts = {}

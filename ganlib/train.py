@@ -217,10 +217,14 @@ def train(
     val_set: SliceSet | None = None,
     eval_every: int = 0,
     progress: bool = True,
+    checkpoint_every: int = 1,
 ) -> Path:
     """Train G and D as `config` says; returns the run folder (None on ranks other than 0).
 
     `resume` takes a run folder (or checkpoint) and continues it to `config.num_epochs`.
+    Stats and the sample grid are written every epoch; the loss plot and the checkpoint every
+    `checkpoint_every` epochs and after the last (on a fast GPU, writing them every epoch costs
+    as much as the epoch itself).
     `callback(state)` is called after every epoch with the epoch's stats, the models and the
     fixed-latent samples, so a notebook can draw while it trains.
     """
@@ -384,24 +388,25 @@ def train(
         save_grid(fakes, run_dir / "samples" / f"fakes_{epoch + 1:04d}.png")
         with open(run_dir / "stats.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
-        plot_losses(stats, run_dir / "losses.png", title=f"{run_dir.name}")
-        ckpt_io.save_atomic(
-            {
-                "G": G.state_dict(),
-                "G_ema": G_ema.state_dict() if G_ema is not None else None,
-                "D": D.state_dict(),
-                "opt_G": opt_G.state_dict(),
-                "opt_D": opt_D.state_dict(),
-                "sched_G": sched_G.state_dict(),
-                "sched_D": sched_D.state_dict(),
-                "epoch": epoch + 1,
-                "step": step,
-                "config": config.to_dict(),
-                "rng": ckpt_io.rng_state(),
-                "stats": json.dumps(stats),
-            },
-            run_dir / "checkpoints" / "latest.pt",
-        )
+        if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.num_epochs:
+            plot_losses(stats, run_dir / "losses.png", title=f"{run_dir.name}")
+            ckpt_io.save_atomic(
+                {
+                    "G": G.state_dict(),
+                    "G_ema": G_ema.state_dict() if G_ema is not None else None,
+                    "D": D.state_dict(),
+                    "opt_G": opt_G.state_dict(),
+                    "opt_D": opt_D.state_dict(),
+                    "sched_G": sched_G.state_dict(),
+                    "sched_D": sched_D.state_dict(),
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "config": config.to_dict(),
+                    "rng": ckpt_io.rng_state(),
+                    "stats": json.dumps(stats),
+                },
+                run_dir / "checkpoints" / "latest.pt",
+            )
         if callback is not None:
             callback({"epoch": epoch + 1, "stats": stats, "G": G_eval, "D": D, "fakes": fakes, "run_dir": run_dir})
     return run_dir if main else None  # rank 0 alone owns the run folder
