@@ -85,6 +85,17 @@ def generate(G: nn.Module, n: int, batch_size: int = 64, device="cpu", seed: int
     return torch.cat(chunks)
 
 
+HELDOUT = "heldout"  # validate + test: every slice of the subjects no training run sees
+EVAL_SPLITS = (*SPLITS, HELDOUT)
+
+
+def load_real(split: str, resolution: int, data) -> torch.Tensor:
+    """The uint8 images of a split, or of validate and test together for `heldout`."""
+    if split == HELDOUT:
+        return torch.cat([load_split(s, resolution, data).images for s in ("validate", "test")])
+    return load_split(split, resolution, data).images
+
+
 def _versions() -> dict[str, str]:
     import torch_fidelity
     import torchmetrics
@@ -158,7 +169,7 @@ def evaluate(
     resolution = G.resolution
     options = _options(audit_features, device, batch_size, seed, out_dir)
     options["extractor"] = _load_extractor(names, inception_weights, audit_features, device)  # fail before sampling
-    real = load_split(split, resolution, data).images
+    real = load_real(split, resolution, data)
     train = load_split("train", resolution, data).images if "memorization" in names else None
     fake = generate(G, n, batch_size, device, seed)
     inputs = MetricInputs(fake=fake, real=real, train=train, heldout=real, **options)
@@ -193,29 +204,34 @@ def real_floor(
         raise ValueError("--split train: the real floor compares training slices with a held-out split")
     options = _options(audit_features, device, batch_size, seed, out_dir, cache_fake_features=True)
     options["extractor"] = _load_extractor(names, inception_weights, audit_features, device)
-    held = load_split(split, resolution, data).images
+    held = load_real(split, resolution, data)
     train = load_split("train", resolution, data).images
-    m = min(n or len(held), len(held), len(train))
-    if m < 2:
+    # The counts a generator's evaluation uses: n "samples" (here training slices) against the held-out set,
+    # all of it when n is larger, so that a floor and a model scored with the same --n are comparable.
+    m, m_real = min(n or len(held), len(train)), min(n or len(held), len(held))
+    if min(m, m_real) < 2:
         raise ValueError(f"--n {n}: need at least 2 slices per set")
     gen = torch.Generator().manual_seed(seed)
-    real = held[torch.randperm(len(held), generator=gen)[:m].sort().values]
+    real = held[torch.randperm(len(held), generator=gen)[:m_real].sort().values]
     fake = train[torch.randperm(len(train), generator=gen)[:m].sort().values]
     root, origin = find_data_root(data)
     report = _new_report("real_floor", None, root, origin, split, resolution, names, options["extractor"], seed)
-    report["sets"] = {"samples": f"{m} train slices (random)", "real": f"{m} {split} slices"}
+    report["sets"] = {"samples": f"{m} train slices (random)", "real": f"{m_real} {split} slices"}
     dist_names = [x for x in names if x != "memorization"]
     inputs = MetricInputs(fake=fake, real=real, **options)
     _run(dist_names, inputs, report)
     if "memorization" in names:
         # Training slices would be their own nearest neighbours; another held-out split plays the samples.
-        other = "validate" if split == "test" else "test"
+        # For `heldout`, validate plays the samples and test the held-out scale.
+        if split == HELDOUT:
+            held = load_split("test", resolution, data).images
+        other = "validate" if split in ("test", HELDOUT) else "test"
         samples = load_split(other, resolution, data).images
         samples = samples[torch.randperm(len(samples), generator=gen)[:m].sort().values]
         audit = MetricInputs(fake=samples, real=held, train=train, heldout=held, **options)
         _run(["memorization"], audit, report)
         report["sets"]["audit samples"] = f"{len(samples)} {other} slices against {len(train)} train slices"
-        report["sets"]["held-out"] = f"{len(held)} {split} slices (audit scale)"
+        report["sets"]["held-out"] = f"{len(held)} {'test' if split == HELDOUT else split} slices (audit scale)"
     if out_dir is not None:
         write_report(report, out_dir)
     return report
@@ -283,7 +299,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--checkpoint", help="checkpoint file, run folder, or 'pretrained'")
     source.add_argument("--real-floor", action="store_true", help="score real training slices against held-out ones")
     parser.add_argument("--data", help="folder holding keras_png_slices_* (default: $GANLIB_DATA, repo, demo)")
-    parser.add_argument("--split", default="test", choices=SPLITS, help="real split to compare with (default test)")
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=EVAL_SPLITS,
+        help="real split to compare with (default test; heldout = validate + test)",
+    )
     parser.add_argument("--n", type=int, help=f"samples to generate (default {DEFAULT_N}); floor: slices per set")
     parser.add_argument("--metrics", default=",".join(DEFAULT_METRICS), help="comma-separated (default: all)")
     parser.add_argument(
@@ -317,12 +338,14 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         audit_features=args.audit_features,
     )
+    if args.n is not None and args.n < 2:
+        raise ValueError(f"--n {args.n}: give at least 2 (samples to generate; for --real-floor, slices per set)")
     if args.real_floor:
         report = real_floor(n=args.n, resolution=args.resolution or FLOOR_RESOLUTION, **common)
     else:
         if args.resolution is not None:
             raise ValueError("--resolution applies to --real-floor only; a checkpoint fixes its resolution")
-        report = evaluate(args.checkpoint, n=args.n or DEFAULT_N, **common)
+        report = evaluate(args.checkpoint, n=DEFAULT_N if args.n is None else args.n, **common)
     print(format_table(report["metrics"]))
     print(f"wrote {Path(args.out) / 'report.md'} and report.json")
     return 0

@@ -101,6 +101,36 @@ def test_real_floor_compares_train_with_held_out(tiny_data, tmp_path):
     assert (out / "report.md").read_text().startswith("# Real-vs-real floor")
 
 
+def test_heldout_split_is_validate_and_test_together(tiny_data, tiny_checkpoint, tmp_path):
+    # tiny_data: 4 validate + 4 test slices. The generator is scored against all 8; the floor's audit keeps
+    # validate as its "samples" and test as the held-out scale, so no slice is on both sides.
+    args = parse(
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--data",
+        str(tiny_data),
+        "--split",
+        "heldout",
+        "--n",
+        "6",
+        "--out",
+        str(tmp_path / "g"),
+    )
+    args.metrics = "swd,memorization"
+    assert ev.run(args) == 0
+    report = json.loads((tmp_path / "g" / "report.json").read_text())
+    assert report["sets"]["real"] == "8 heldout slices (all)" and report["data"]["split"] == "heldout"
+    floor = ev.real_floor("swd,memorization", n=6, split="heldout", data=tiny_data, resolution=32)
+    assert floor["sets"]["samples"] == "6 train slices (random)" and floor["sets"]["real"] == "6 heldout slices"
+    assert (
+        floor["sets"]["audit samples"].startswith("4 validate")
+        and floor["sets"]["held-out"] == "4 test slices (audit scale)"
+    )
+    # n above the held-out count: every held-out slice against n training slices, as a generator is scored.
+    floor = ev.real_floor("swd", n=12, split="heldout", data=tiny_data, resolution=32)
+    assert floor["sets"] == {"samples": "12 train slices (random)", "real": "8 heldout slices"}
+
+
 def test_python_m_ganlib_evaluate(tiny_data, tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, "-m", "ganlib", "evaluate", "--real-floor", "--data", str(tiny_data)]
@@ -117,6 +147,7 @@ def test_python_m_ganlib_evaluate(tiny_data, tmp_path):
         (["--split", "train"], ValueError, "--split train"),
         (["--resolution", "64"], ValueError, "--resolution"),
         (["--batch-size", "0"], ValueError, "--batch-size"),
+        (["--n", "0"], ValueError, "--n 0: give at least 2"),  # not a silent 5,000
     ],
 )
 def test_user_errors_name_the_option(tiny_data, tiny_checkpoint, tmp_path, argv, error, match):

@@ -1,0 +1,132 @@
+"""benchmarks/gpu_run.py on the CPU with a tiny budget: the same script a lent GPU runs, known to work first."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from ganlib.checkpoint import load_generator
+from ganlib.data import load_pack, load_split, save_pack
+from tests.conftest import write_layout
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_run.py"
+TINY = ["--set", "resolution=32", "--set", "g_width=8", "--set", "d_width=8"]
+
+
+def gpu_run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def pack(tmp_path) -> Path:
+    """128 training slices (the throughput benchmark needs two batches of 64) and 16 validation ones, at 32 px."""
+    data = write_layout(tmp_path / "data", {"train": list(range(1, 9)), "validate": [402]}, slices=16, masks=False)
+    out = tmp_path / "pack.npz"
+    proc = gpu_run("pack", "--data", str(data), "--resolution", "32", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_pack_round_trips_the_splits(tmp_path):
+    data = write_layout(tmp_path / "data", {"train": [1, 2], "validate": [402]}, slices=3)
+    sets = {s: load_split(s, 32, data, with_masks=True) for s in ("train", "validate")}
+    back = load_pack(save_pack(tmp_path / "p.npz", sets))
+    assert set(back) == {"train", "validate"}
+    for split, s in sets.items():
+        assert torch.equal(back[split].images, s.images) and back[split].images.dtype == torch.uint8
+        assert torch.equal(back[split].masks, s.masks)
+        assert back[split].case_ids.tolist() == s.case_ids.tolist()
+        assert [Path(f).name for f in s.files] == back[split].files
+
+
+def test_unreadable_pack_is_one_clear_error(tmp_path):
+    from ganlib.data import DataError
+
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="bad.npz: not a readable data pack"):
+        load_pack(bad)
+
+
+@pytest.mark.slow
+def test_the_whole_run_on_cpu_with_a_tiny_budget(pack, tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    args = ["run", "--pack", str(pack), "--out", str(out), "--runs", str(runs), "--device", "cpu"]
+    args += ["--budget-s", "400", "--quick-throughput", "--seed-epochs", "2", "--best-epochs", "2"]
+    args += ["--max-best-images", "256", *TINY]
+    proc = gpu_run(*args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+
+    assert {k: v["status"] for k, v in report["parts"].items()} == {"throughput": "ok", "seed": "ok", "modern": "ok"}
+    assert report["machine"]["device"] == "cpu" and report["machine"]["torch"] == torch.__version__
+    throughput = json.loads((out / "throughput.json").read_text())
+    assert throughput["ganlib_images_per_s"] > 0 and throughput["reference_images_per_s"] > 0
+
+    # The seed ran its epochs; the second recipe got the image budget fixed before it started.
+    assert report["seed"]["epochs_done"] == 2 and report["seed"]["config"]["name"] == "seed"
+    budget = report["best_budget"]
+    assert budget["images"] == 256 and budget["epoch_images"] == 128
+    best = report["best"]
+    assert best["epochs_done"] == 2 and best["images_seen"] == 256
+    assert best["config"]["g_width"] == 8 and best["config"]["ema_beta"] > 0  # --set wins over --best-set
+
+    # What comes back: at most 8 files of at most 16 MiB, each one listed, and generators that load.
+    files = sorted(p.name for p in out.iterdir())
+    assert sorted(report["files"]) == files and len(files) <= 8
+    assert all((out / f).stat().st_size <= 16 * 2**20 for f in files)
+    G, config = load_generator(out / "modern128_ema.pt")
+    assert config.resolution == 32 and G(torch.randn(2, config.z_dim)).shape == (2, 1, 32, 32)
+    assert {"seed128.pt", "modern128_G.pt", "samples.png", "log.txt"} <= set(files)
+
+
+def _load_script():
+    spec = importlib.util.spec_from_file_location("gpu_run", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_large_generators_travel_in_parts_and_join_back(pack, tmp_path, monkeypatch):
+    from ganlib.config import get_preset
+    from ganlib.train import train
+
+    sets = load_pack(pack)
+    config = get_preset("smoke", resolution=32, max_images=None, num_epochs=1)
+    run_dir = train(
+        config, out=tmp_path / "runs", device="cpu", train_set=sets["train"], val_set=sets["validate"], progress=False
+    )
+    g = _load_script()
+    monkeypatch.setattr(g, "CHUNK", 20_000)  # the 8x8-wide G is ~40 kB: three parts
+    session = g.Session(tmp_path / "out", budget_s=60)
+    names = g.export(session, run_dir, "smoke", ema=True)
+    assert len(names) >= 2 and all(".pt.part" in n for n in names)
+    assert all((tmp_path / "out" / n).stat().st_size <= 20_000 for n in names)
+    g.main(["join", str(tmp_path / "out"), "--to", str(tmp_path / "joined")])
+    G, _ = load_generator(tmp_path / "joined" / "smoke.pt")
+    G_run, _ = load_generator(run_dir)
+    for (k, a), b in zip(G.state_dict().items(), G_run.state_dict().values()):
+        assert torch.equal(a, b.half().to(a.dtype) if b.is_floating_point() else b), k  # the same weights, at fp16
+
+
+@pytest.mark.slow
+def test_each_part_is_guarded_so_the_run_ends_in_time(pack, tmp_path):
+    out = tmp_path / "out"
+    t0 = time.monotonic()
+    args = ["run", "--pack", str(pack), "--out", str(out), "--runs", str(tmp_path / "runs"), "--device", "cpu"]
+    proc = gpu_run(*args, "--budget-s", "45", "--throughput-s", "2", "--seed-s", "2", *TINY)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["parts"]["throughput"]["status"] == "stopped by its 2 s guard"
+    assert report["parts"]["seed"]["status"] == "stopped by its 2 s guard"
+    assert "best" not in report  # no seed rate, so no budget for a second run
+    assert elapsed < 45 + 15, elapsed  # the budget plus Python's start-up and the export
+    assert "stopped by its 2 s guard" in (out / "log.txt").read_text()
