@@ -108,8 +108,10 @@ def reference_step_fn(config, files: list[str], batch: int, device: torch.device
 def ganlib_step_fn(config, images: torch.Tensor, batch: int, device: torch.device, amp: bool, total_images: int):
     """One iteration of ganlib.train's loop per call, from its own step functions."""
     from ganlib.data import to_float
+    from ganlib.device import autocast
+    from ganlib.losses import d_step, g_step
     from ganlib.models import build_models
-    from ganlib.train import _Logits, autocast, d_step, epoch_order, g_step
+    from ganlib.train import _Logits, epoch_order
 
     torch.manual_seed(0)
     G, D = (m.to(device) for m in build_models(config))
@@ -255,8 +257,8 @@ def measure(device: torch.device, data: str | None, plan: dict, threads: int) ->
     """Decode and count FLOPs here; then memory, the interleaved comparison and the batch sweep in children."""
     from ganlib.config import get_preset
     from ganlib.data import find_data_root, load_split, scan_split
+    from ganlib.device import bf16_supported
     from ganlib.models import build_models
-    from ganlib.train import bf16_supported
 
     config, amp = get_preset("seed"), bf16_supported(device)
     root, origin = find_data_root(data)

@@ -1,15 +1,19 @@
-"""Checkpoints: state dicts plus the config, written atomically, loaded with weights_only=True."""
+"""Checkpoints: state dicts plus the config, written atomically, loaded with weights_only=True.
+
+A training checkpoint (`save_training_state`) holds every part a run needs to continue; an exported
+generator (`export_generator`) only G in fp16 with its config, small enough to ship.
+"""
 
 from __future__ import annotations
 
+import io
 import os
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from .config import TrainConfig
+from .files import write_atomic
 from .models import Generator
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -19,49 +23,79 @@ PRETRAINED = ("oasis128.pt", "cpu_demo.pt")
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> None:
-    """torch.save to a temporary name, then rename: a killed process never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    """torch.save through `files.write_atomic`: a killed process or a full disk never leaves half a file."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # in memory first, so that a write error is Python's own OSError with its errno
+    write_atomic(path, buf.getbuffer())
 
 
 def rng_state() -> dict:
-    """Every RNG a run touches, in a form `torch.load(weights_only=True)` accepts."""
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "python": repr(random.getstate()),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2])},
-    }
+    """torch's CPU and CUDA generators, in a form `torch.load(weights_only=True)` accepts.
+
+    The loop draws shuffles, latents and augmentations from generators seeded by (seed, epoch), so these
+    are kept only for code outside it that draws from the global generator (metrics during training).
+    """
+    state = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    import ast
-
     torch.set_rng_state(state["torch"])
-    random.setstate(_tuples(ast.literal_eval(state["python"])))
-    keys = state["numpy"]["keys"].numpy().astype(np.uint32)
-    np.random.set_state(("MT19937", keys, state["numpy"]["pos"], 0, 0.0))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def _tuples(x):
-    return tuple(_tuples(v) for v in x) if isinstance(x, (list, tuple)) else x
+# The parts of a run that a checkpoint holds, each saved as its state_dict (G_ema may be None).
+TRAINING_PARTS = ("G", "G_ema", "D", "opt_G", "opt_D", "sched_G", "sched_D")
+
+
+def save_training_state(path: str | os.PathLike, parts: dict, **info) -> None:
+    """Every training part's state dict plus `info` (epoch, step, config, stats...) and the RNG, atomically."""
+    state = {k: (m.state_dict() if m is not None else None) for k, m in parts.items()}
+    save_atomic({**state, **info, "rng": rng_state()}, path)
+
+
+def load_training_state(path: str | os.PathLike) -> dict:
+    """A training checkpoint to resume from; a clear error for anything else."""
+    state = load(path)
+    missing = [k for k in (*TRAINING_PARTS, "epoch", "step", "config") if k not in state]
+    if missing:
+        raise ValueError(
+            f"{resolve_checkpoint(path)}: not a ganlib training checkpoint (no {', '.join(missing)}); "
+            "resume from a run folder's checkpoints/latest.pt"
+        )
+    return state
+
+
+def restore_training_state(state: dict, parts: dict) -> None:
+    """Load `state` into the parts built from its config; weights that do not fit say so in one line."""
+    for key, part in parts.items():
+        if part is None:
+            continue
+        try:
+            part.load_state_dict(state[key])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"checkpoint part {key} does not fit the run's config ({_first_line(e)})") from None
+    if "rng" in state:
+        set_rng_state(state["rng"])
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """A checkpoint dict, with a clear error for a missing or damaged file."""
     path = resolve_checkpoint(path)
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for a damaged file
-        raise ValueError(f"{path}: not a readable ganlib checkpoint ({type(e).__name__}: {e})") from None
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for a damaged file or a pickle it will not run
+        raise ValueError(f"{path}: not a readable ganlib checkpoint ({type(e).__name__}: {_first_line(e)})") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: not a ganlib checkpoint (it holds a {type(ckpt).__name__}, not a dict)")
+    return ckpt
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
@@ -85,10 +119,25 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
 def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", ema: bool = True):
     """The generator of a checkpoint, rebuilt from its stored config, in eval mode: (G, config)."""
     ckpt = load(path, map_location=device)
-    config = TrainConfig.from_dict(ckpt["config"])
+    where = resolve_checkpoint(path)
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt.get("G"), dict):
+        raise ValueError(
+            f"{where}: not a ganlib checkpoint (it holds no generator with its config); "
+            "pass a file written by `ganlib train` (checkpoints/latest.pt) or an exported generator"
+        )
+    try:
+        config = TrainConfig.from_dict(ckpt["config"])
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{where}: its config is not one this ganlib knows ({_first_line(e)})") from None
     G = Generator(config.z_dim, config.resolution, config.g_width)
     state = ckpt.get("G_ema") if ema and ckpt.get("G_ema") is not None else ckpt["G"]
-    G.load_state_dict({k: v.float() for k, v in state.items()})
+    try:
+        G.load_state_dict({k: v.float() for k, v in state.items()})
+    except (RuntimeError, AttributeError) as e:
+        raise ValueError(
+            f"{where}: the generator's weights do not fit its config ({_first_line(e)}); the file is damaged "
+            "or was edited"
+        ) from None
     return G.to(device).eval(), config
 
 

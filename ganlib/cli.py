@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import errno
 import logging
 import os
 import platform
@@ -12,8 +14,9 @@ from pathlib import Path
 
 import torch
 
-from .config import PRESETS, get_preset
+from .config import PRESETS, TrainConfig, check_resume, get_preset, parse_set
 from .data import DataError, find_data_root, split_counts
+from .device import setup_distributed, teardown_distributed
 
 
 def _positive(value: str) -> int:
@@ -26,34 +29,14 @@ def _positive(value: str) -> int:
     return n
 
 
-def _setup_distributed() -> torch.device | None:
-    """Join the torchrun group when launched by torchrun; returns the device for this rank."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
-        return None
-    import torch.distributed as dist
+def _train_config(args) -> TrainConfig | None:
+    """The config a `train` command asks for; on --resume the run's stored one with the allowed changes.
 
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-        return torch.device("cuda", local_rank)
-    dist.init_process_group("gloo")
-    return torch.device("cpu")
-
-
-def _teardown_distributed() -> None:
-    """Wait for rank 0's last snapshot, then close the group: a process leaving an open gloo group aborts."""
-    import torch.distributed as dist
-
-    if dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
-
-
-def cmd_train(args) -> int:
-    from .train import train
-
-    overrides = {}
+    Returns None when a resumed run already has the epochs asked for (nothing to do; said in one line).
+    """
+    overrides = parse_set(args.set)
+    if args.seed is not None:
+        overrides["seed"] = args.seed
     if args.epochs is not None:
         overrides["num_epochs"] = args.epochs
     if args.batch_size is not None:
@@ -64,8 +47,31 @@ def cmd_train(args) -> int:
         overrides["compile"] = True
     if args.sync_bn:
         overrides["sync_bn"] = True
-    config = get_preset(args.preset, **overrides)
-    ddp_device = _setup_distributed()
+    if args.resume is None:
+        return get_preset(args.preset or "cpu", **overrides)
+    from .checkpoint import load_training_state, resolve_checkpoint
+
+    state = load_training_state(args.resume)
+    stored = TrainConfig.from_dict(state["config"])
+    if args.preset is not None and args.preset != stored.name:
+        raise ValueError(f"--preset {args.preset}: the run to resume is a {stored.name!r} run; leave --preset out")
+    config = check_resume(stored, dataclasses.replace(stored, **overrides))
+    run_dir = resolve_checkpoint(args.resume).parents[1]
+    done = state["epoch"]
+    if done >= config.num_epochs:
+        print(f"{run_dir} already has {done} of {config.num_epochs} epochs; nothing to train (--epochs N extends it)")
+        return None
+    print(f"resuming {run_dir} at epoch {done + 1} of {config.num_epochs}, with its stored {stored.name!r} config")
+    return config
+
+
+def cmd_train(args) -> int:
+    from .train import train
+
+    config = _train_config(args)
+    if config is None:
+        return 0
+    ddp_device = setup_distributed()
     device = str(ddp_device) if ddp_device is not None else args.device
     run_dir = train(
         config,
@@ -75,9 +81,10 @@ def cmd_train(args) -> int:
         device=device,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
+        force_data=args.force_data,
     )
     if ddp_device is not None:
-        _teardown_distributed()
+        teardown_distributed()
     if run_dir is None:  # not rank 0 of a torchrun group: rank 0 reports and exports
         return 0
     print(f"run folder: {run_dir}")
@@ -95,14 +102,16 @@ def cmd_train(args) -> int:
 def cmd_sample(args) -> int:
     from .checkpoint import load_generator
     from .data import to_uint8
+    from .models import sample
     from .viz import save_grid
 
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder for the samples (it is created if missing)")
     G, config = load_generator(args.checkpoint, device=args.device or "cpu")
     g = torch.Generator().manual_seed(args.seed)
     z = torch.randn(args.n, config.z_dim, generator=g).to(next(G.parameters()).device)
-    with torch.no_grad():
-        images = G(z).float().cpu()
-    out = Path(args.out)
+    images = sample(G, z)
     out.mkdir(parents=True, exist_ok=True)
     from PIL import Image
 
@@ -115,8 +124,14 @@ def cmd_sample(args) -> int:
 
 def cmd_info(args) -> int:
     root, origin = find_data_root(args.data)
+    counts = split_counts(root)
+    if not any(counts.values()):
+        raise DataError(
+            f"{root} holds no slices: expected keras_png_slices_train/ (and _validate/, _test/) with "
+            "case_XXX_slice_Y.nii.png files inside; give the folder that holds them"
+        )
     print(f"data: {root} ({'bundled demo set' if origin == 'demo' else 'from ' + origin})")
-    for split, n in split_counts(root).items():
+    for split, n in counts.items():
         print(f"  {split:<9}{n:>7} slices")
     device = "cuda (" + torch.cuda.get_device_name() + ")" if torch.cuda.is_available() else "cpu"
     print(f"device: {device}, {os.cpu_count()} CPU cores")
@@ -131,12 +146,25 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a preset; one folder per run under runs/")
-    p.add_argument("--preset", choices=sorted(PRESETS), default="cpu", help="named config (default: cpu)")
+    p.add_argument("--preset", choices=sorted(PRESETS), help="named config (default: cpu; on --resume, the run's)")
     p.add_argument("--data", help="folder holding keras_png_slices_train/ (default: $GANLIB_DATA, repo, demo)")
     p.add_argument("--out", help="parent folder of run folders (default: <repo>/runs)")
     p.add_argument("--epochs", type=_positive, help="number of epochs (overrides the preset)")
     p.add_argument("--batch-size", type=_positive, help="global batch size (overrides the preset)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder from its last checkpoint")
+    p.add_argument(
+        "--resume",
+        metavar="RUN_DIR",
+        help="continue a run folder from its last checkpoint with its stored config (--epochs may extend it)",
+    )
+    p.add_argument("--force-data", action="store_true", help="on --resume: continue on data that differs")
+    p.add_argument("--seed", type=int, help="training seed (overrides the preset)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set any TrainConfig field, e.g. --set lr_g=1e-4 --set augment=translation (repeatable)",
+    )
     p.add_argument("--device", choices=["cpu", "cuda", "auto"], default="auto")
     p.add_argument("--no-amp", action="store_true", help="float32 throughout (no bf16 autocast)")
     p.add_argument("--compile", action="store_true", help="torch.compile G and D")
@@ -178,6 +206,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except (DataError, ValueError, FileNotFoundError) as e:
         print(f"ganlib {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # unwritable or read-only --out, a full disk, a folder where a file should be
+        where = f" ({e.filename})" if e.filename else ""
+        hint = (
+            "free some space; the last checkpoint is intact, resume with --resume RUN_DIR"
+            if e.errno == errno.ENOSPC
+            else "check that the path exists and is writable"
+        )
+        print(f"ganlib {args.command}: error: {e.strerror or e}{where}; {hint}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"ganlib {args.command}: interrupted; resume with --resume RUN_DIR", file=sys.stderr)

@@ -138,6 +138,30 @@ def ablation_config(variant: str, base: TrainConfig, total_images: int, epochs: 
     )
 
 
+# Fields that change how fast a run goes, never what it computes: a resumed run may change them.
+SPEED_FIELDS = ("amp", "channels_last", "compile", "sync_bn", "log_every")
+
+
+def check_resume(stored: TrainConfig, requested: TrainConfig) -> TrainConfig:
+    """The config a resumed run continues with: `stored`, with `requested`'s epoch count and speed switches.
+
+    Any other difference would change what the run computes, so it is refused with a one-line reason.
+    """
+    fixed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("num_epochs", *SPEED_FIELDS)]
+    diff = [k for k in fixed if getattr(stored, k) != getattr(requested, k)]
+    if diff:
+        was = ", ".join(f"{k}={getattr(stored, k)!r}" for k in diff)
+        asked = ", ".join(f"{k}={getattr(requested, k)!r}" for k in diff)
+        raise ValueError(
+            f"--resume: the run was trained with {was}, not {asked}; a resumed run keeps its own config "
+            f"(only the epoch count and the speed switches {', '.join(SPEED_FIELDS)} may change): "
+            "start a new run for a different one"
+        )
+    return dataclasses.replace(
+        stored, num_epochs=requested.num_epochs, **{k: getattr(requested, k) for k in SPEED_FIELDS}
+    )
+
+
 def parse_set(items: list[str] | tuple[str, ...]) -> dict:
     """`["lr_g=1e-4", "augment=translation"]` -> {"lr_g": 0.0001, ...}, each value checked against its field's type.
 

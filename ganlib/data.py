@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .files import write_atomic
+
 log = logging.getLogger("ganlib")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -50,22 +52,11 @@ class SliceSet:
     def __len__(self) -> int:
         return len(self.files)
 
-
-class OasisSlices(torch.utils.data.Dataset):
-    """Items of a `SliceSet` as dicts: image in [-1, 1], case id, slice index and mask if loaded."""
-
-    def __init__(self, slices: SliceSet):
-        self.slices = slices
-
-    def __len__(self) -> int:
-        return len(self.slices)
-
-    def __getitem__(self, i: int) -> dict:
-        s = self.slices
-        item = {"image": to_float(s.images[i]), "case_id": int(s.case_ids[i]), "slice_idx": int(s.slice_idx[i])}
-        if s.masks is not None:
-            item["mask"] = s.masks[i].long()
-        return item
+    def fingerprint(self) -> str:
+        """A short hash of the decoded pixels: the same for the same slices wherever they are stored."""
+        h = hashlib.sha1(f"v1 {tuple(self.images.shape)}".encode())
+        h.update(self.images.contiguous().numpy().tobytes())
+        return h.hexdigest()[:16]
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -92,8 +83,24 @@ def find_data_root(path: str | os.PathLike | None = None) -> tuple[Path, str]:
     repo_data = REPO_ROOT / "keras_png_slices_data"
     if (repo_data / "keras_png_slices_train").is_dir():
         return repo_data, "repo"
-    log.warning("no OASIS data in %s; using the bundled demo set (synthetic, from the MNI152 template)", repo_data)
+    if not _said_demo:
+        _said_demo.append(True)  # one notice per process, however many splits are loaded
+        log.warning(
+            "no OASIS data in %s; using the bundled demo set (synthetic, from the MNI152 template)",
+            _shown(repo_data),
+        )
     return DEMO_ROOT, "demo"
+
+
+_said_demo: list[bool] = []
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the repository when inside it (so notebooks never print this machine's paths)."""
+    try:
+        return str(Path(path).resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
 
 
 def split_dirs(root: Path, split: str) -> tuple[Path, Path]:
@@ -108,6 +115,8 @@ def _list_folder(folder: Path, pattern: re.Pattern, what: str) -> dict[tuple[int
         raise DataError(f"missing folder {folder}: expected the {what} of the keras_png_slices_data layout")
     found: dict[tuple[int, int], Path] = {}
     for p in sorted(folder.iterdir()):
+        if p.is_symlink() and not p.exists():
+            raise DataError(f"{p}: a broken symbolic link (to {os.readlink(p)}); fix the link or delete it")
         if p.name.startswith(".") or p.name in STRAY_NAMES or p.is_dir():
             continue  # .DS_Store, ._foo.png, Thumbs.db and sub-folders are not data
         m = pattern.match(p.name)
@@ -158,9 +167,22 @@ def read_png(path: Path, resolution: int, mask: bool = False) -> np.ndarray:
         img = img.convert("L")
     size = (resolution, resolution)
     if mask:
-        arr = np.asarray(img.resize(size, Image.NEAREST))
-        return np.clip(np.round(arr / MASK_LEVELS), 0, 3).astype(np.uint8)
+        return mask_classes(np.asarray(img.resize(size, Image.NEAREST)), path)
     return np.asarray(img.resize(size, Image.BILINEAR), dtype=np.uint8)
+
+
+def mask_classes(arr: np.ndarray, path: Path) -> np.ndarray:
+    """Class ids 0..3 of a mask stored as 0/85/170/255 (the OASIS release) or as the ids themselves."""
+    values = set(np.unique(arr).tolist())
+    if values <= {0, 1, 2, 3}:
+        return arr.astype(np.uint8)
+    if values <= {0, MASK_LEVELS, 2 * MASK_LEVELS, 3 * MASK_LEVELS}:
+        return (arr // MASK_LEVELS).astype(np.uint8)
+    odd = sorted(values - {0, 1, 2, 3, MASK_LEVELS, 2 * MASK_LEVELS, 3 * MASK_LEVELS})[:5]
+    raise DataError(
+        f"{path}: mask values {odd} are not classes; masks hold 0/85/170/255 (background, CSF, grey, white "
+        "matter) or the class ids 0-3"
+    )
 
 
 def _cache_key(entries: list, resolution: int, with_masks: bool) -> str:
@@ -221,12 +243,9 @@ def load_split(
 
 def _write_cache(path: Path, arrays: dict) -> None:
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         np.savez_compressed(buf, **arrays)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(buf.getvalue())
-        os.replace(tmp, path)
+        write_atomic(path, buf.getbuffer())
     except OSError as e:  # a read-only home must not stop training
         log.warning("could not write cache %s (%s); continuing without it", path, e)
 
@@ -257,13 +276,9 @@ def save_pack(path: str | os.PathLike, sets: dict[str, SliceSet]) -> Path:
         arrays[f"{split}/files"] = np.array([Path(f).name for f in s.files])
         if s.masks is not None:
             arrays[f"{split}/masks"] = s.masks.numpy()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(f, **arrays)
-    os.replace(tmp, path)
-    return path
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return write_atomic(path, buf.getbuffer())
 
 
 def load_pack(path: str | os.PathLike) -> dict[str, SliceSet]:

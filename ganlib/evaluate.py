@@ -24,6 +24,7 @@ from torch import nn
 from . import inception
 from .data import SPLITS, find_data_root, load_split, to_uint8
 from .metrics import METRICS, MetricInputs, compute_metrics
+from .models import sample
 
 log = logging.getLogger("ganlib")
 
@@ -69,20 +70,11 @@ def _load_extractor(metrics: list[str], weights, audit_features: str, device) ->
     return inception.load_inception(weights, device) if wants else None
 
 
-@torch.no_grad()
-def generate(G: nn.Module, n: int, batch_size: int = 64, device="cpu", seed: int = 0) -> torch.Tensor:
-    """`n` samples of G in eval mode as uint8 (n, 1, R, R), from a seeded latent stream."""
+def generate(G: nn.Module, n: int, batch_size: int = 64, device=None, seed: int = 0) -> torch.Tensor:
+    """`n` samples of G in eval mode as uint8 (n, 1, R, R), from a seeded latent stream (G's own device)."""
     gen = torch.Generator().manual_seed(seed)
-    was_training = G.training
-    G.eval()
-    try:
-        chunks = []
-        for start in range(0, n, batch_size):
-            z = torch.randn(min(batch_size, n - start), G.z_dim, generator=gen).to(device)
-            chunks.append(to_uint8(G(z).float()).cpu())
-    finally:
-        G.train(was_training)
-    return torch.cat(chunks)
+    zs = (torch.randn(min(batch_size, n - s), G.z_dim, generator=gen) for s in range(0, n, batch_size))
+    return torch.cat([to_uint8(sample(G, z)) for z in zs])
 
 
 HELDOUT = "heldout"  # validate + test: every slice of the subjects no training run sees

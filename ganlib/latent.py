@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .data import to_float
+from .models import sample
 from .viz import grid_image, render
 
 
@@ -141,15 +142,9 @@ def direction_sweep(
     return generate(G, zs.reshape(-1, z.shape[-1]))
 
 
-@torch.no_grad()
 def generate(G: torch.nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """G(z) in eval mode on G's device, returned on the CPU in [-1, 1]."""
-    was_training = G.training
-    G.eval()
-    device = next(G.parameters()).device
-    out = torch.cat([G(z[i : i + batch_size].to(device)).float().cpu() for i in range(0, len(z), batch_size)])
-    G.train(was_training)
-    return out
+    """G(z) in eval mode on G's device, returned on the CPU in [-1, 1] (`models.sample`)."""
+    return sample(G, z, batch_size)
 
 
 def nearest_real(fakes: torch.Tensor, reals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

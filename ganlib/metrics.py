@@ -24,6 +24,7 @@ from torchmetrics.functional.image import multiscale_structural_similarity_index
 
 from . import inception
 from .data import SliceSet, to_float, to_uint8
+from .models import sample
 
 METRICS: dict[str, Callable[[MetricInputs], dict[str, float]]] = {}
 
@@ -277,13 +278,7 @@ def training_metrics(
     reals = (val_set if val_set is not None else train_set).images
     reals = reals[torch.linspace(0, len(reals) - 1, min(n, len(reals))).long()]
     net = getattr(G, "module", G)  # DistributedDataParallel keeps the model in .module
-    was_training = G.training
-    G.eval()  # BatchNorm running statistics, as samples are drawn after training
-    try:
-        z = torch.randn(n, net.z_dim, generator=torch.Generator().manual_seed(1234)).to(device)
-        fakes = to_uint8(G(z).float()).cpu()
-    finally:
-        G.train(was_training)
+    fakes = to_uint8(sample(G, torch.randn(n, net.z_dim, generator=torch.Generator().manual_seed(1234))))
     out = swd_levels(reals, fakes, per_image=32, n_dirs=128, n_repeats=1)
     out["msssim_fake"] = msssim_diversity(fakes, n_pairs=100)
     out["msssim_real"] = msssim_diversity(reals, n_pairs=100)

@@ -95,6 +95,26 @@ def build_models(config) -> tuple[Generator, Discriminator]:
     return G, D
 
 
+@torch.no_grad()
+def sample(G: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+    """G's images for latents `z` in eval mode (BatchNorm's running statistics), as float in [-1, 1] on the CPU.
+
+    The one way samples are drawn everywhere (training grids, evaluation, sliders): each image depends on
+    its own latent only, and G's training mode is restored afterwards.
+    """
+    net = getattr(G, "module", G)  # DistributedDataParallel keeps the model in .module
+    device = next(net.parameters()).device
+    was_training = G.training
+    G.eval()
+    try:
+        chunks = [
+            G(z[i : i + batch_size].to(device, torch.float32)).float().cpu() for i in range(0, len(z), batch_size)
+        ]
+    finally:
+        G.train(was_training)
+    return torch.cat(chunks)
+
+
 def count_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 

@@ -18,6 +18,7 @@ from PIL import Image
 from torchvision.utils import make_grid
 
 from .data import to_uint8
+from .models import sample
 
 
 def grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
@@ -38,12 +39,7 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
 @torch.no_grad()
 def render(G: torch.nn.Module, z: torch.Tensor, size: int | None = None) -> Image.Image:
     """The generator's image for one latent (z_dim,) or a batch, as a PIL image (a grid for a batch)."""
-    was_training = G.training
-    G.eval()
-    device = next(G.parameters()).device
-    z = z.to(device=device, dtype=torch.float32)
-    img = G(z[None] if z.dim() == 1 else z)
-    G.train(was_training)
+    img = sample(G, z[None] if z.dim() == 1 else z)
     out = grid_image(img, padding=0 if len(img) == 1 else 2)
     return out.resize((size, size), Image.BILINEAR) if size else out
 

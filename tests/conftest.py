@@ -46,8 +46,13 @@ def tiny_data(tmp_path) -> Path:
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    # Each test gets its own decode cache, so tests never see each other's arrays.
+    # Each test gets its own decode cache, so tests never see each other's arrays, and its own runs folder,
+    # so nothing a test trains lands in the repository; the demo-data notice is said once per test.
     monkeypatch.setenv("GANLIB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("GANLIB_RUNS", str(tmp_path / "runs"))
+    import ganlib.data
+
+    monkeypatch.setattr(ganlib.data, "_said_demo", [])
 
 
 @pytest.fixture

@@ -7,8 +7,10 @@ import torch
 from torch import nn
 
 from ganlib.config import get_preset
+from ganlib.device import autocast, bf16_supported
+from ganlib.losses import d_step, g_step
 from ganlib.models import build_models
-from ganlib.train import _Logits, autocast, bf16_supported, d_step, g_step
+from ganlib.train import _Logits
 
 CPU = torch.device("cpu")
 CONFIG = get_preset("smoke", resolution=64, g_width=16, d_width=16)

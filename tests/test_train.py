@@ -146,7 +146,7 @@ def test_improvement_switches_resume_exactly_and_store_the_ema(tiny_data, tmp_pa
 
 
 def test_hinge_loss_values():
-    from ganlib.train import d_loss, g_loss
+    from ganlib.losses import d_loss, g_loss
 
     out = torch.tensor([2.0, 0.5, -1.0])
     assert d_loss(out, True, "hinge").item() == pytest.approx((0 + 0.5 + 2.0) / 3)

@@ -1,0 +1,27 @@
+"""Writing files so that a crash, a kill or a full disk never leaves half of one behind."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | memoryview) -> Path:
+    """Write `data` to a temporary name beside `path`, then rename it over `path`.
+
+    On an error the temporary file is removed, the previous file at `path` is untouched, and the OSError
+    names `path` (a full disk reads "No space left on device").
+    """
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+    return path
