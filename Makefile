@@ -19,11 +19,13 @@ demo: setup
 
 # Everything, notebooks included: tests/test_notebooks.py runs each one under nbval in smoke mode.
 # GANLIB_SMOKE=1 so that any notebook a test executes takes the smoke preset.
+# No bytecode or pytest cache in the tree, and every test trains into its own temporary runs folder.
 test: setup
-	GANLIB_SMOKE=1 $(PY) -m pytest $(PYTEST_ARGS)
+	GANLIB_SMOKE=1 PYTHONDONTWRITEBYTECODE=1 $(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
+# Jupyter refuses root unless told; containers and CI machines often run as root.
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks
+	$(VENV)/bin/jupyter lab notebooks $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 lint: setup
 	$(VENV)/bin/ruff check ganlib tests benchmarks scripts

@@ -87,7 +87,7 @@ def find_data_root(path: str | os.PathLike | None = None) -> tuple[Path, str]:
         _said_demo.append(True)  # one notice per process, however many splits are loaded
         log.warning(
             "no OASIS data in %s; using the bundled demo set (synthetic, from the MNI152 template)",
-            _shown(repo_data),
+            shown_path(repo_data),
         )
     return DEMO_ROOT, "demo"
 
@@ -95,7 +95,7 @@ def find_data_root(path: str | os.PathLike | None = None) -> tuple[Path, str]:
 _said_demo: list[bool] = []
 
 
-def _shown(path: Path) -> str:
+def shown_path(path: str | os.PathLike) -> str:
     """`path` relative to the repository when inside it (so notebooks never print this machine's paths)."""
     try:
         return str(Path(path).resolve().relative_to(REPO_ROOT))

