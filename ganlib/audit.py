@@ -16,7 +16,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -24,9 +23,6 @@ import torch.nn.functional as F
 
 from . import viz  # noqa: F401  (selects the Agg backend outside notebooks before pyplot loads)
 from .data import to_float
-
-if TYPE_CHECKING:
-    from .metrics import MetricInputs
 
 PERCENTILE = 1.0
 
@@ -113,32 +109,35 @@ def summarise(result: SpaceAudit) -> dict[str, float]:
     }
 
 
-def run_audit(inputs: MetricInputs) -> dict[str, float]:
-    """The `memorization` metric for a `metrics.MetricInputs`: numbers, and figures when out_dir is set."""
-    if inputs.train is None or inputs.heldout is None:
-        raise ValueError("the memorisation audit needs the training split and a held-out split")
-    results = [audit_space("pixel", inputs.fake, inputs.train, inputs.heldout, pixel_vectors)]
-    use_inception = inputs.audit_features == "inception" or (
-        inputs.audit_features == "auto" and inputs.extractor is not None
-    )
-    if use_inception:
-        feats = [inputs.features(name) for name in ("fake", "train", "heldout")]
-        results.append(audit_space("inception", *feats))
-    elif inputs.audit_features in ("auto", "thumbnail"):
-        results.append(audit_space("thumbnail", inputs.fake, inputs.train, inputs.heldout, thumbnail_features))
+def run_audit(
+    fake: torch.Tensor,
+    train: torch.Tensor,
+    heldout: torch.Tensor,
+    features: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    out_dir: str | Path | None = None,
+) -> tuple[dict[str, float], dict[str, str]]:
+    """The audit on plain uint8 tensors: (numbers, figures as {caption: file name in out_dir}).
+
+    Pixels always; beside them the rows of `features` (samples, train, held-out: Inception features, say)
+    when given, else the weight-free thumbnail space. Figures are drawn only with `out_dir`.
+    """
+    results = [audit_space("pixel", fake, train, heldout, pixel_vectors)]
+    if features is not None:
+        results.append(audit_space("inception", *features))
     else:
-        raise ValueError(f"--audit-features {inputs.audit_features!r}: choose auto, inception or thumbnail")
+        results.append(audit_space("thumbnail", fake, train, heldout, thumbnail_features))
     out: dict[str, float] = {"mem_exact_copies": float((results[0].fake_dist == 0).sum())}
     for r in results:
         out.update(summarise(r))
-    if inputs.out_dir is not None:
+    figures: dict[str, str] = {}
+    if out_dir is not None:
         for r in results:
             name = f"memorization_pairs_{r.space}.png"
-            plot_closest_pairs(inputs.fake, inputs.train, r, Path(inputs.out_dir) / name)
-            inputs.figures[f"Samples closest to a training slice ({r.space} distance)"] = name
-        plot_distances(results, Path(inputs.out_dir) / "memorization_distances.png")
-        inputs.figures["Nearest-training-slice distances: samples vs held-out slices"] = "memorization_distances.png"
-    return out
+            plot_closest_pairs(fake, train, r, Path(out_dir) / name)
+            figures[f"Samples closest to a training slice ({r.space} distance)"] = name
+        plot_distances(results, Path(out_dir) / "memorization_distances.png")
+        figures["Nearest-training-slice distances: samples vs held-out slices"] = "memorization_distances.png"
+    return out, figures
 
 
 def plot_closest_pairs(fake: torch.Tensor, train: torch.Tensor, result: SpaceAudit, path: Path, k: int = 8) -> Path:

@@ -23,6 +23,7 @@ from torch import nn
 
 from . import inception
 from .data import SPLITS, find_data_root, load_split, to_uint8
+from .device import pick_device
 from .metrics import METRICS, MetricInputs, compute_metrics
 from .models import sample
 
@@ -109,10 +110,7 @@ def _run(names: list[str], inputs: MetricInputs, report: dict) -> None:
 
 
 def _check_device(device: str | None) -> str:
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    return device
+    return str(pick_device(device))
 
 
 def _options(audit_features, device, batch_size, seed, out_dir, cache_fake_features=False) -> dict:

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .audit import nearest_neighbours
 from .data import to_float
 from .models import sample
 from .viz import grid_image, render
@@ -150,15 +151,15 @@ def generate(G: torch.nn.Module, z: torch.Tensor, batch_size: int = 256) -> torc
 def nearest_real(fakes: torch.Tensor, reals: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Index of each fake's nearest real image by pixel L2, and that distance (RMS per pixel in [-1, 1]).
 
-    `reals` may be the uint8 images of a `SliceSet`; they are resized to the fakes' resolution.
+    `reals` may be the uint8 images of a `SliceSet`; they are resized to the fakes' resolution. The search
+    is the memorisation audit's (`audit.nearest_neighbours`).
     """
     if reals.dtype == torch.uint8:
         reals = to_float(reals)
     if reals.shape[-1] != fakes.shape[-1]:
         reals = F.interpolate(reals.float(), size=fakes.shape[-2:], mode="bilinear", antialias=True)
-    d = torch.cdist(fakes.flatten(1).float(), reals.flatten(1).float())
-    dist, idx = d.min(dim=1)
-    return idx, dist / math.sqrt(fakes[0].numel())
+    dist, idx = nearest_neighbours(fakes.flatten(1).float(), reals.flatten(1).float())
+    return idx, (dist / math.sqrt(fakes[0].numel())).float()
 
 
 def pairs(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

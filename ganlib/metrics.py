@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as _ms_ssim
 
-from . import inception
+from . import audit, inception
 from .data import SliceSet, to_float, to_uint8
 from .models import sample
 
@@ -258,9 +258,17 @@ def kid(inputs: MetricInputs) -> dict[str, float]:
 
 @register_metric
 def memorization(inputs: MetricInputs) -> dict[str, float]:
-    from .audit import run_audit
-
-    return run_audit(inputs)
+    """`audit.run_audit` on the inputs' sets, in Inception space when an extractor is there (or asked for)."""
+    mode = inputs.audit_features
+    if mode not in ("auto", "inception", "thumbnail"):
+        raise ValueError(f"--audit-features {mode!r}: choose auto, inception or thumbnail")
+    if inputs.train is None or inputs.heldout is None:
+        raise ValueError("the memorisation audit needs the training split and a held-out split")
+    use_inception = mode == "inception" or (mode == "auto" and inputs.extractor is not None)
+    features = tuple(inputs.features(name) for name in ("fake", "train", "heldout")) if use_inception else None
+    numbers, figures = audit.run_audit(inputs.fake, inputs.train, inputs.heldout, features, inputs.out_dir)
+    inputs.figures.update(figures)
+    return numbers
 
 
 # ---------------------------------------------------------------- during training
