@@ -117,6 +117,44 @@ def load_data(config: TrainConfig, data, train_set, val_set) -> tuple[SliceSet, 
     return train_set, val_set
 
 
+def build_parts(config: TrainConfig, dev: torch.device, world: int) -> dict:
+    """G, D (initialised as DCGAN, from config.seed), G's EMA copy or None, their Adams and StepLR schedules."""
+    torch.manual_seed(config.seed)
+    G, D = build_models(config)
+    G, D = G.to(dev), D.to(dev)
+    if config.sync_bn and world > 1:
+        G, D = sync_batchnorm(G, dev), sync_batchnorm(D, dev)
+    if config.channels_last:
+        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
+    fused = {"fused": True} if dev.type == "cuda" else {"foreach": True}
+    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas, **fused)
+    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, **fused)
+    return {
+        "G": G,
+        "G_ema": copy.deepcopy(G).eval().requires_grad_(False) if config.ema_beta > 0 else None,
+        "D": D,
+        "opt_G": opt_G,
+        "opt_D": opt_D,
+        "sched_G": torch.optim.lr_scheduler.StepLR(opt_G, config.lr_step_epochs, config.lr_gamma),
+        "sched_D": torch.optim.lr_scheduler.StepLR(opt_D, config.lr_step_epochs, config.lr_gamma),
+    }
+
+
+def training_views(G, D, config: TrainConfig, dev: torch.device, world: int):
+    """What the steps call: G, D's logits, and D's logits for G's step, wrapped in DDP and compiled as asked.
+
+    G's step goes through D without DDP, since D's weights take no gradient there.
+    """
+    G_train, D_train, D_for_G = G, _Logits(D), _Logits(D)
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel
+        ids = [dev.index] if dev.type == "cuda" else None
+        G_train, D_train = ddp(G, device_ids=ids), ddp(D_train, device_ids=ids)
+    if config.compile:
+        G_train, D_train, D_for_G = torch.compile(G_train), torch.compile(D_train), torch.compile(D_for_G)
+    return G_train, D_train, D_for_G
+
+
 # ---------------------------------------------------------------- the loop
 
 
@@ -175,34 +213,13 @@ def train(
     local_batch = config.batch_size // world
 
     # Models, optimisers, schedule: the seed's recipe, and an EMA copy of G when asked for.
-    torch.manual_seed(config.seed)
-    G, D = build_models(config)
-    G, D = G.to(dev), D.to(dev)
-    if config.sync_bn and world > 1:
-        G, D = sync_batchnorm(G, dev), sync_batchnorm(D, dev)
-    if config.channels_last:
-        G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
-    fused = {"fused": True} if dev.type == "cuda" else {"foreach": True}
-    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas, **fused)
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, **fused)
-    sched_G = torch.optim.lr_scheduler.StepLR(opt_G, config.lr_step_epochs, config.lr_gamma)
-    sched_D = torch.optim.lr_scheduler.StepLR(opt_D, config.lr_step_epochs, config.lr_gamma)
-    G_ema = copy.deepcopy(G).eval().requires_grad_(False) if config.ema_beta > 0 else None
-    parts = {"G": G, "G_ema": G_ema, "D": D, "opt_G": opt_G, "opt_D": opt_D, "sched_G": sched_G, "sched_D": sched_D}
+    parts = build_parts(config, dev, world)
+    G, G_ema, D, opt_G, opt_D = (parts[k] for k in ("G", "G_ema", "D", "opt_G", "opt_D"))
     start_epoch, step, stats = 0, 0, []
     if saved is not None:
         ckpt_io.restore_training_state(saved, parts)
         start_epoch, step, stats = saved["epoch"], saved["step"], json.loads(saved["stats"])
-
-    # The training-time views: DDP averages gradients over ranks, compile speeds up. G's step goes through
-    # D without DDP, since D's weights take no gradient there.
-    G_train, D_train, D_for_G = G, _Logits(D), _Logits(D)
-    if world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel
-        ids = [dev.index] if dev.type == "cuda" else None
-        G_train, D_train = ddp(G, device_ids=ids), ddp(D_train, device_ids=ids)
-    if config.compile:
-        G_train, D_train, D_for_G = torch.compile(G_train), torch.compile(D_train), torch.compile(D_for_G)
+    G_train, D_train, D_for_G = training_views(G, D, config, dev, world)
     G_show = G_ema if G_ema is not None else G  # what samples, metrics and callbacks see
 
     # Run folder: numbered and created now that the data has loaded, locked while this process trains in it.
@@ -265,7 +282,7 @@ def train(
                         )
                     bar.set_postfix(loss_D=f"{means[0]:.3f}", loss_G=f"{means[1]:.3f}")
             bar.close()
-            sched_G.step(), sched_D.step()
+            parts["sched_G"].step(), parts["sched_D"].step()
             if not main:
                 continue
 
