@@ -300,7 +300,7 @@ def cmd_run(args) -> int:
     if rate:
         overhead = part["seconds"] - s.report["seed"]["train_loop_s"]  # start-up, data, snapshots
         usable = s.left() - RESERVE_S - overhead
-        images = int(rate * usable * args.safety)
+        images = int(rate / args.best_cost * usable * args.safety)
         if args.max_best_images:
             images = min(images, args.max_best_images)
         batch = 64
@@ -309,6 +309,7 @@ def cmd_run(args) -> int:
             "seed_images_per_s": rate,
             "usable_s": round(usable, 1),
             "safety": args.safety,
+            "best_cost": args.best_cost,
             "images": epoch_images * args.best_epochs,
             "epochs": args.best_epochs,
             "epoch_images": epoch_images,
@@ -393,6 +394,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--best-epochs", type=int, default=50)
     p.add_argument("--max-best-images", type=int, default=0, help="cap on the second run's images (tests)")
     p.add_argument("--safety", type=float, default=0.85, help="share of the left minutes the image budget plans")
+    p.add_argument(
+        "--best-cost",
+        type=float,
+        default=1.3,
+        help="the second recipe's time per image over the seed's (modern, G 48 wide: 1.27 on an H200, 2026-11-26)",
+    )
     p.add_argument("--checkpoint-every", type=int, default=5)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for both runs (tests)")
     p.set_defaults(func=cmd_run)
