@@ -17,8 +17,8 @@ from .files import write_atomic
 from .models import Generator
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-# What `--checkpoint pretrained` means, best first: the 128x128 OASIS model trained on a GPU
-# (issue 6, not trained yet), then the `cpu` preset trained on the bundled demo set by `make demo`.
+# What `--checkpoint pretrained` means, best first: the 128x128 OASIS model trained on a GPU, then the
+# `cpu` preset trained on the bundled demo set by `make demo`. Each can also be named: `--checkpoint cpu_demo`.
 PRETRAINED = ("oasis128.pt", "cpu_demo.pt")
 
 
@@ -99,8 +99,10 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> d
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint file from a file path, a run folder (its latest checkpoint) or 'pretrained'."""
+    """A checkpoint file from a file path, a run folder (its latest checkpoint), 'pretrained' or a shipped name."""
     p = Path(path)
+    if str(path) in {Path(n).stem for n in PRETRAINED} and (PRETRAINED_DIR / f"{path}.pt").exists():
+        return PRETRAINED_DIR / f"{path}.pt"  # a shipped generator by name: "oasis128", "cpu_demo"
     if str(path) == "pretrained":
         for name in PRETRAINED:
             if (PRETRAINED_DIR / name).exists():

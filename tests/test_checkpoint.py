@@ -46,3 +46,17 @@ def test_export_is_small_fp16_and_loads_like_the_original(tiny_data, tmp_path):
 def test_pretrained_resolves_to_a_shipped_generator():
     G, config = ck.load_generator("pretrained")
     assert G(torch.randn(2, config.z_dim)).shape == (2, 1, config.resolution, config.resolution)
+
+
+def test_shipped_generators_by_name():
+    assert ck.resolve_checkpoint("cpu_demo") == ck.PRETRAINED_DIR / "cpu_demo.pt"
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        ck.resolve_checkpoint("no_such_model")
+
+
+def test_checkpoint_every_k_epochs_and_after_the_last(tiny_data, tmp_path):
+    seen = []
+    config = get_preset("smoke", num_epochs=3)
+    run = train(config, data=tiny_data, out=tmp_path, progress=False, checkpoint_every=2, callback=seen.append)
+    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["epoch"] == 3
+    assert len((run / "stats.jsonl").read_text().splitlines()) == 3 and len(seen) == 3
