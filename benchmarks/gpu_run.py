@@ -112,9 +112,9 @@ class Session:
         self.log_file.flush()
 
     def save(self) -> None:
-        tmp = self.out / "report.json.tmp"
-        tmp.write_text(json.dumps(self.report, indent=1) + "\n")
-        os.replace(tmp, self.out / "report.json")
+        from ganlib.files import write_atomic
+
+        write_atomic(self.out / "report.json", (json.dumps(self.report, indent=1) + "\n").encode())
 
     def call(self, name: str, cmd: list[str], limit_s: float) -> dict:
         """Run `cmd` with a time guard; its output goes to the log; returns what happened."""

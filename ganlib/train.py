@@ -17,6 +17,7 @@ import math
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 from tqdm.auto import tqdm
@@ -140,19 +141,21 @@ def build_parts(config: TrainConfig, dev: torch.device, world: int) -> dict:
     }
 
 
-def training_views(G, D, config: TrainConfig, dev: torch.device, world: int):
-    """What the steps call: G, D's logits, and D's logits for G's step, wrapped in DDP and compiled as asked.
+def training_views(G, D, config: TrainConfig, dev: torch.device, world: int) -> SimpleNamespace:
+    """What the steps call: `.G`, `.D` (D's logits) and `.D_for_G`, wrapped in DDP and compiled as asked.
 
-    G's step goes through D without DDP, since D's weights take no gradient there.
+    They share their weights with G and D. G's step goes through D without DDP, since D's weights take no
+    gradient there; on one process without compile `.D_for_G` is `.D`.
     """
-    G_train, D_train, D_for_G = G, _Logits(D), _Logits(D)
+    G_train, D_train = G, _Logits(D)
+    D_for_G = D_train
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel
         ids = [dev.index] if dev.type == "cuda" else None
         G_train, D_train = ddp(G, device_ids=ids), ddp(D_train, device_ids=ids)
     if config.compile:
         G_train, D_train, D_for_G = torch.compile(G_train), torch.compile(D_train), torch.compile(D_for_G)
-    return G_train, D_train, D_for_G
+    return SimpleNamespace(G=G_train, D=D_train, D_for_G=D_for_G)
 
 
 # ---------------------------------------------------------------- the loop
@@ -219,7 +222,7 @@ def train(
     if saved is not None:
         ckpt_io.restore_training_state(saved, parts)
         start_epoch, step, stats = saved["epoch"], saved["step"], json.loads(saved["stats"])
-    G_train, D_train, D_for_G = training_views(G, D, config, dev, world)
+    views = training_views(G, D, config, dev, world)
     G_show = G_ema if G_ema is not None else G  # what samples, metrics and callbacks see
 
     # Run folder: numbered and created now that the data has loaded, locked while this process trains in it.
@@ -256,12 +259,12 @@ def train(
 
                 # Update D: real slices towards 1, generated ones towards 0.
                 with amp_ctx():
-                    fake = G_train(z)
+                    fake = views.G(z)
                 r1 = config.r1_gamma > 0 and step % config.r1_every == 0
-                loss_D, d_x, d_gz = d_step(D_train, opt_D, real, fake, amp_ctx, config, aug, r1)
+                loss_D, d_x, d_gz = d_step(views.D, opt_D, real, fake, amp_ctx, config, aug, r1)
 
                 # Update G: make D call its slices real.
-                loss_G = g_step(D_for_G, opt_G, fake, amp_ctx, config, aug)
+                loss_G = g_step(views.D_for_G, opt_G, fake, amp_ctx, config, aug)
 
                 # Update EMA: the slowly moving average of G that samples and evaluation use. Early on the
                 # average would be mostly the random initial weights, so beta ramps up over the first steps.

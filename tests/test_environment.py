@@ -32,3 +32,25 @@ def test_environment_matches_pyproject():
 def test_every_pyproject_dependency_is_pinned():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     assert all("==" in d for d in project["dependencies"])
+
+
+def test_make_lab_works_as_root_too(tmp_path):
+    """`make lab` runs Jupyter with --allow-root exactly when run as root (Jupyter refuses root otherwise)."""
+    import os
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        import pytest
+
+        pytest.skip("no make here")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    jupyter = venv / "bin" / "jupyter"
+    jupyter.write_text('#!/bin/sh\necho "jupyter $*"\n')
+    jupyter.chmod(0o755)
+    (venv / ".installed-stamp").touch()  # newer than pyproject.toml: the set-up step is skipped
+    r = subprocess.run(["make", "-s", "lab", f"VENV={venv}"], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert "jupyter lab notebooks" in r.stdout
+    assert ("--allow-root" in r.stdout) == (os.geteuid() == 0)
