@@ -171,3 +171,15 @@ def test_nbval_smoke(name, tmp_path):
             if run.name.endswith("-smoke") and (run / "config.json").exists():
                 shutil.rmtree(run, ignore_errors=True)
     assert proc.returncode == 0, f"nbval failed on {name}:\n{proc.stdout[-6000:]}\n{proc.stderr[-2000:]}"
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_no_paths_of_the_machine_that_ran_them(name):
+    """Committed outputs print paths relative to the repository, never the absolute paths of a machine."""
+    import re
+
+    found = []
+    for cell in code_cells(read(name)):
+        for output in cell.get("outputs", []):
+            found += re.findall(r"(?<![\w.])/(?:home|root|work|tmp|Users|mnt|opt)/\S+", text_of(output))
+    assert not found, found[:5]
