@@ -45,8 +45,8 @@ def test_info_counts_the_splits(tiny_data):
 
 
 def test_info_on_the_demo_set_says_so(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "ganlib", "info"], capture_output=True, text=True, cwd=tmp_path,
-                       env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"})  # fmt: skip
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONDONTWRITEBYTECODE": "1"}
+    r = subprocess.run([sys.executable, "-m", "ganlib", "info"], capture_output=True, text=True, cwd=tmp_path, env=env)
     if (REPO / "keras_png_slices_data" / "keras_png_slices_train").is_dir():
         pytest.skip("this checkout has OASIS in keras_png_slices_data/")
     assert r.returncode == 0 and "bundled demo set" in r.stdout

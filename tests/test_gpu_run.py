@@ -38,7 +38,8 @@ def test_pack_round_trips_the_splits(tmp_path):
     data = write_layout(tmp_path / "data", {"train": [1, 2], "validate": [402]}, slices=3)
     sets = {s: load_split(s, 32, data, with_masks=True) for s in ("train", "validate")}
     back = load_pack(save_pack(tmp_path / "p.npz", sets))
-    assert set(back) == {"train", "validate"}
+    xz = load_pack(save_pack(tmp_path / "p.npz.xz", sets))  # the smaller form, for the device's 64 MiB
+    assert set(back) == set(xz) == {"train", "validate"} and torch.equal(xz["train"].images, sets["train"].images)
     for split, s in sets.items():
         assert torch.equal(back[split].images, s.images) and back[split].images.dtype == torch.uint8
         assert torch.equal(back[split].masks, s.masks)
@@ -130,3 +131,17 @@ def test_each_part_is_guarded_so_the_run_ends_in_time(pack, tmp_path):
     assert "best" not in report  # no seed rate, so no budget for a second run
     assert elapsed < 45 + 15, elapsed  # the budget plus Python's start-up and the export
     assert "stopped by its 2 s guard" in (out / "log.txt").read_text()
+
+
+def test_a_train_only_pack_trains_without_validation(tmp_path):
+    data = write_layout(tmp_path / "data", {"train": [1, 2], "validate": [402]}, slices=4, masks=False)
+    pack = tmp_path / "train.npz"
+    proc = gpu_run("pack", "--data", str(data), "--resolution", "32", "--splits", "train", "--out", str(pack))
+    assert proc.returncode == 0, proc.stderr
+    assert set(load_pack(pack)) == {"train"}
+    g = _load_script()
+    args = ["train", "--pack", str(pack), "--runs", str(tmp_path / "runs"), "--device", "cpu", "--preset", "smoke"]
+    assert g.main([*args, "--set", "num_epochs=1", "--set", "max_images=none"]) == 0
+    (run,) = (tmp_path / "runs").iterdir()
+    stats = json.loads((run / "stats.jsonl").read_text())
+    assert stats["val_loss_D"] is None and json.loads((run / "config.json").read_text())["val_split"] == ""
