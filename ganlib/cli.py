@@ -216,8 +216,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"ganlib {args.command}: error: {e.strerror or e}{where}; {hint}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"ganlib {args.command}: interrupted; resume with --resume RUN_DIR", file=sys.stderr)
+    except KeyboardInterrupt as e:  # train's TrainingInterrupted names the run folder and the resume command
+        print(f"ganlib {args.command}: {e or 'interrupted; resume with --resume RUN_DIR'}", file=sys.stderr)
         return 130
     except RuntimeError as e:
         from .train import TrainingDiverged

@@ -20,8 +20,10 @@ def write_atomic(path: str | os.PathLike, data: bytes | memoryview) -> Path:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # an OSError, or Ctrl-C in the middle of the write
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+        raise
     return path

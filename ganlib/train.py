@@ -42,6 +42,17 @@ class TrainingDiverged(RuntimeError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or a notebook's "interrupt kernel") during training; the message says how to go on."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(
+            f"interrupted; the last checkpoint is {_last_ckpt_text(run_dir)}; continue with: "
+            f"ganlib train --resume {run_dir}"
+        )
+        self.run_dir = run_dir
+
+
 # ---------------------------------------------------------------- helpers of the loop
 
 
@@ -235,99 +246,106 @@ def train(
             (run_dir / "stats.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stats))
         fixed_z = fixed_latents(config, dev)
 
-        for epoch in range(start_epoch, config.num_epochs):
-            g_cpu, g_dev = epoch_generators(config.seed, epoch, dev)
-            order = epoch_order(len(images), epoch_images, g_cpu).to(dev)
-            aug = functools.partial(diff_augment, policy=config.augment, g=g_dev)
-            sums = torch.zeros(4, device=dev)  # loss_D, loss_G, D(x), D(G(z)), summed on the device
-            t0 = time.perf_counter()
-            bar = tqdm(
-                range(steps_per_epoch),
-                desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                disable=not (main and progress),
-                leave=False,
-            )
-            for i in bar:
-                # This rank's part of the global batch, and the matching part of the global latents.
-                idx = order[i * config.batch_size : (i + 1) * config.batch_size]
-                idx = idx[rank * local_batch : (rank + 1) * local_batch]
-                z = torch.randn(config.batch_size, config.z_dim, generator=g_dev, device=dev)
-                z = z[rank * local_batch : (rank + 1) * local_batch]
-                real = to_float(images[idx])
-                if config.channels_last:
-                    real = real.contiguous(memory_format=torch.channels_last)
-
-                # Update D: real slices towards 1, generated ones towards 0.
-                with amp_ctx():
-                    fake = views.G(z)
-                r1 = config.r1_gamma > 0 and step % config.r1_every == 0
-                loss_D, d_x, d_gz = d_step(views.D, opt_D, real, fake, amp_ctx, config, aug, r1)
-
-                # Update G: make D call its slices real.
-                loss_G = g_step(views.D_for_G, opt_G, fake, amp_ctx, config, aug)
-
-                # Update EMA: the slowly moving average of G that samples and evaluation use. Early on the
-                # average would be mostly the random initial weights, so beta ramps up over the first steps.
-                if G_ema is not None:
-                    update_ema(G_ema, G, min(config.ema_beta, (1 + step) / (10 + step)))
-                step += 1
-                sums += torch.stack([loss_D, loss_G, d_x, d_gz])
-
-                # Log: the only host sync, every `log_every` steps.
-                if (i + 1) % config.log_every == 0 or i + 1 == steps_per_epoch:
-                    means = (sums / (i + 1)).tolist()
-                    if not all(math.isfinite(v) for v in means):
-                        bar.close()
-                        raise TrainingDiverged(
-                            f"loss became {means[0]:.4g} (D) / {means[1]:.4g} (G) in epoch {epoch + 1}; "
-                            f"stopped, the last good checkpoint is {_last_ckpt_text(run_dir)}; "
-                            "lower the learning rate and resume from it or start again"
-                        )
-                    bar.set_postfix(loss_D=f"{means[0]:.3f}", loss_G=f"{means[1]:.3f}")
-            bar.close()
-            parts["sched_G"].step(), parts["sched_D"].step()
-            if not main:
-                continue
-
-            # Snapshot: stats and samples every epoch; the plot and a checkpoint every `checkpoint_every`.
-            means = (sums / steps_per_epoch).tolist()
-            seconds = time.perf_counter() - t0
-            record = {
-                "epoch": epoch + 1,
-                "step": step,
-                "images_seen": step * config.batch_size,
-                "loss_D": means[0],
-                "loss_G": means[1],
-                "D_x": means[2],
-                "D_G_z": means[3],
-                "val_loss_D": val_loss_d(G, D, val_set.images, config, dev, amp_ctx) if val_set else None,
-                "lr": opt_G.param_groups[0]["lr"],
-                "seconds": round(seconds, 3),
-                "images_per_s": round(steps_per_epoch * config.batch_size / seconds, 1),
-            }
-            fakes = sample(G_show, fixed_z)
-            if eval_every and (epoch + 1) % eval_every == 0:
-                from .metrics import training_metrics
-
-                metrics = training_metrics(G_show, train_set, val_set, dev)
-                record.update({f"metric/{k}": v for k, v in metrics.items()})
-            stats.append(record)
-            save_grid(fakes, run_dir / "samples" / f"fakes_{epoch + 1:04d}.png")
-            with open(run_dir / "stats.jsonl", "a") as f:
-                f.write(json.dumps(record) + "\n")
-            if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.num_epochs:
-                plot_losses(stats, run_dir / "losses.png", title=f"{config.name}, {run_dir.name}")
-                ckpt_io.save_training_state(
-                    run_dir / "checkpoints" / "latest.pt",
-                    parts,
-                    epoch=epoch + 1,
-                    step=step,
-                    config=config.to_dict(),
-                    stats=json.dumps(stats),
-                    data_fingerprint=fingerprint,
+        try:
+            for epoch in range(start_epoch, config.num_epochs):
+                g_cpu, g_dev = epoch_generators(config.seed, epoch, dev)
+                order = epoch_order(len(images), epoch_images, g_cpu).to(dev)
+                aug = functools.partial(diff_augment, policy=config.augment, g=g_dev)
+                sums = torch.zeros(4, device=dev)  # loss_D, loss_G, D(x), D(G(z)), summed on the device
+                t0 = time.perf_counter()
+                bar = tqdm(
+                    range(steps_per_epoch),
+                    desc=f"epoch {epoch + 1}/{config.num_epochs}",
+                    disable=not (main and progress),
+                    leave=False,
                 )
-            if callback is not None:
-                callback({"epoch": epoch + 1, "stats": stats, "G": G_show, "D": D, "fakes": fakes, "run_dir": run_dir})
+                for i in bar:
+                    # This rank's part of the global batch, and the matching part of the global latents.
+                    idx = order[i * config.batch_size : (i + 1) * config.batch_size]
+                    idx = idx[rank * local_batch : (rank + 1) * local_batch]
+                    z = torch.randn(config.batch_size, config.z_dim, generator=g_dev, device=dev)
+                    z = z[rank * local_batch : (rank + 1) * local_batch]
+                    real = to_float(images[idx])
+                    if config.channels_last:
+                        real = real.contiguous(memory_format=torch.channels_last)
+
+                    # Update D: real slices towards 1, generated ones towards 0.
+                    with amp_ctx():
+                        fake = views.G(z)
+                    r1 = config.r1_gamma > 0 and step % config.r1_every == 0
+                    loss_D, d_x, d_gz = d_step(views.D, opt_D, real, fake, amp_ctx, config, aug, r1)
+
+                    # Update G: make D call its slices real.
+                    loss_G = g_step(views.D_for_G, opt_G, fake, amp_ctx, config, aug)
+
+                    # Update EMA: the slowly moving average of G that samples and evaluation use. Early on the
+                    # average would be mostly the random initial weights, so beta ramps up over the first steps.
+                    if G_ema is not None:
+                        update_ema(G_ema, G, min(config.ema_beta, (1 + step) / (10 + step)))
+                    step += 1
+                    sums += torch.stack([loss_D, loss_G, d_x, d_gz])
+
+                    # Log: the only host sync, every `log_every` steps.
+                    if (i + 1) % config.log_every == 0 or i + 1 == steps_per_epoch:
+                        means = (sums / (i + 1)).tolist()
+                        if not all(math.isfinite(v) for v in means):
+                            bar.close()
+                            raise TrainingDiverged(
+                                f"loss became {means[0]:.4g} (D) / {means[1]:.4g} (G) in epoch {epoch + 1}; "
+                                f"stopped, the last good checkpoint is {_last_ckpt_text(run_dir)}; "
+                                "lower the learning rate and resume from it or start again"
+                            )
+                        bar.set_postfix(loss_D=f"{means[0]:.3f}", loss_G=f"{means[1]:.3f}")
+                bar.close()
+                parts["sched_G"].step(), parts["sched_D"].step()
+                if not main:
+                    continue
+
+                # Snapshot: stats and samples every epoch; the plot and a checkpoint every `checkpoint_every`.
+                means = (sums / steps_per_epoch).tolist()
+                seconds = time.perf_counter() - t0
+                record = {
+                    "epoch": epoch + 1,
+                    "step": step,
+                    "images_seen": step * config.batch_size,
+                    "loss_D": means[0],
+                    "loss_G": means[1],
+                    "D_x": means[2],
+                    "D_G_z": means[3],
+                    "val_loss_D": val_loss_d(G, D, val_set.images, config, dev, amp_ctx) if val_set else None,
+                    "lr": opt_G.param_groups[0]["lr"],
+                    "seconds": round(seconds, 3),
+                    "images_per_s": round(steps_per_epoch * config.batch_size / seconds, 1),
+                }
+                fakes = sample(G_show, fixed_z)
+                if eval_every and (epoch + 1) % eval_every == 0:
+                    from .metrics import training_metrics
+
+                    metrics = training_metrics(G_show, train_set, val_set, dev)
+                    record.update({f"metric/{k}": v for k, v in metrics.items()})
+                stats.append(record)
+                save_grid(fakes, run_dir / "samples" / f"fakes_{epoch + 1:04d}.png")
+                with open(run_dir / "stats.jsonl", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.num_epochs:
+                    plot_losses(stats, run_dir / "losses.png", title=f"{config.name}, {run_dir.name}")
+                    ckpt_io.save_training_state(
+                        run_dir / "checkpoints" / "latest.pt",
+                        parts,
+                        epoch=epoch + 1,
+                        step=step,
+                        config=config.to_dict(),
+                        stats=json.dumps(stats),
+                        data_fingerprint=fingerprint,
+                    )
+                if callback is not None:
+                    callback(
+                        {"epoch": epoch + 1, "stats": stats, "G": G_show, "D": D, "fakes": fakes, "run_dir": run_dir}
+                    )
+        except KeyboardInterrupt:
+            if not main:
+                raise
+            raise TrainingInterrupted(run_dir) from None  # one line naming the run and the resume command
     return run_dir if main else None  # rank 0 alone owns the run folder
 
 

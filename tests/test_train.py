@@ -176,3 +176,23 @@ def test_both_players_learn(tiny_data, tmp_path):
     last = json.loads((run / "stats.jsonl").read_text().splitlines()[-1])
     assert after < 0.85 * before, (before, after)
     assert last["D_x"] > last["D_G_z"] + 0.3, last
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_in_one_line_naming_the_run(tiny_data, tmp_path):
+    """SIGINT (Ctrl-C) mid-run: exit 130, no traceback, one line with the last checkpoint and the resume command."""
+    args = [sys.executable, "-m", "ganlib", "train", "--preset", "smoke", "--data", str(tiny_data), "--epochs", "500"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([*args, "--out", str(tmp_path)], env=env, cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    run = tmp_path / "00000-smoke"
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "latest.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("ganlib train: interrupted; the last checkpoint is ") and str(run) in last
+    assert last.endswith(f"continue with: ganlib train --resume {run}")
+    assert not list(run.rglob("*.tmp"))
