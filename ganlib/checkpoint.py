@@ -57,9 +57,9 @@ def save_training_state(path: str | os.PathLike, parts: dict, **info) -> None:
     save_atomic({**state, **info, "rng": rng_state()}, path)
 
 
-def load_training_state(path: str | os.PathLike) -> dict:
+def load_training_state(path: str | os.PathLike, mmap: bool = False) -> dict:
     """A training checkpoint to resume from; a clear error for anything else."""
-    state = load(path)
+    state = load(path, mmap=mmap)
     missing = [k for k in (*TRAINING_PARTS, "epoch", "step", "config") if k not in state]
     if missing:
         raise ValueError(
@@ -86,11 +86,12 @@ def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0]
 
 
-def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
+def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict:
     """A checkpoint dict, with a clear error for a missing or damaged file."""
     path = resolve_checkpoint(path)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        # mmap: tensors stay on disk until read, so a caller that wants the config alone reads little
+        ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # torch raises several types for a damaged file or a pickle it will not run
         raise ValueError(f"{path}: not a readable ganlib checkpoint ({type(e).__name__}: {_first_line(e)})") from None
     if not isinstance(ckpt, dict):

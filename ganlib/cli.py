@@ -51,7 +51,7 @@ def _train_config(args) -> TrainConfig | None:
         return get_preset(args.preset or "cpu", **overrides)
     from .checkpoint import load_training_state, resolve_checkpoint
 
-    state = load_training_state(args.resume)
+    state = load_training_state(args.resume, mmap=True)  # the config and epoch; train() loads the weights
     stored = TrainConfig.from_dict(state["config"])
     if args.preset is not None and args.preset != stored.name:
         raise ValueError(f"--preset {args.preset}: the run to resume is a {stored.name!r} run; leave --preset out")
