@@ -59,8 +59,19 @@ def parse_policy(policy: str) -> list[str]:
     return names
 
 
-def diff_augment(x: torch.Tensor, policy: str, g: torch.Generator | None = None) -> torch.Tensor:
-    """Apply the comma-separated transforms of `policy` to a batch; '' returns x unchanged."""
-    for name in parse_policy(policy):
-        x = POLICIES[name](x, g)
-    return x
+def diff_augment(x: torch.Tensor, policy: str, g: torch.Generator | None = None, p: float = 1.0) -> torch.Tensor:
+    """Apply the comma-separated transforms of `policy` to a batch; '' returns x unchanged.
+
+    With `p` < 1 each image goes through the whole policy with probability p and is left as it is
+    otherwise, so D still sees un-augmented slices (the fixed-probability augmentation of R3GAN).
+    """
+    names = parse_policy(policy)
+    if not names or p <= 0:
+        return x
+    out = x
+    for name in names:
+        out = POLICIES[name](out, g)
+    if p >= 1:
+        return out
+    keep = torch.rand(x.shape[0], 1, 1, 1, generator=g, device=x.device) >= p
+    return torch.where(keep, x, out)

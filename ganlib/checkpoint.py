@@ -14,7 +14,7 @@ import torch
 
 from .config import TrainConfig
 from .files import write_atomic
-from .models import Generator
+from .models import build_generator
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 # What `--checkpoint pretrained` means, best first: the 128x128 OASIS model trained on a GPU, then the
@@ -132,7 +132,7 @@ def load_generator(path: str | os.PathLike, device: str | torch.device = "cpu", 
         config = TrainConfig.from_dict(ckpt["config"])
     except (TypeError, ValueError) as e:
         raise ValueError(f"{where}: its config is not one this ganlib knows ({_first_line(e)})") from None
-    G = Generator(config.z_dim, config.resolution, config.g_width)
+    G = build_generator(config)
     state = ckpt.get("G_ema") if ema and ckpt.get("G_ema") is not None else ckpt["G"]
     try:
         G.load_state_dict({k: v.float() for k, v in state.items()})

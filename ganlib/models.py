@@ -52,8 +52,8 @@ class Discriminator(nn.Module):
 
     def __init__(self, resolution: int = 128, width: int = 64, channels: int = 1, norm: str = "batch"):
         super().__init__()
-        if norm not in ("batch", "spectral"):
-            raise ValueError(f"D's norm must be 'batch' or 'spectral', got {norm!r}")
+        if norm not in ("batch", "spectral", "none"):
+            raise ValueError(f"D's norm must be 'batch', 'spectral' or 'none', got {norm!r}")
         n = _num_blocks(resolution)
         ch = [width * 2**i for i in range(n)]  # 64, 128, 256, 512, 1024
         # Spectral norm bounds each layer's Lipschitz constant instead of normalising activations.
@@ -86,9 +86,30 @@ def init_weights(module: nn.Module, std: float = 0.02) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build_models(config) -> tuple[Generator, Discriminator]:
-    """G and D for a `TrainConfig`, initialised as DCGAN does (uses the global torch RNG)."""
-    G = Generator(config.z_dim, config.resolution, config.g_width)
+ARCHS = ("dcgan", "resnet")
+
+
+def build_generator(config) -> nn.Module:
+    """G for a `TrainConfig`: the seed's DCGAN or the residual network of `ganlib.resnet` (not initialised)."""
+    if config.arch == "resnet":
+        from .resnet import ResNetGenerator
+
+        return ResNetGenerator(config.z_dim, config.resolution, config.g_width, blocks=config.res_blocks)
+    if config.arch != "dcgan":
+        raise ValueError(f"arch must be one of {ARCHS}, got {config.arch!r}")
+    return Generator(config.z_dim, config.resolution, config.g_width)
+
+
+def build_models(config) -> tuple[nn.Module, nn.Module]:
+    """G and D for a `TrainConfig` (uses the global torch RNG).
+
+    DCGAN is initialised as its paper does; the residual networks initialise themselves (fix-up).
+    """
+    G = build_generator(config)
+    if config.arch == "resnet":
+        from .resnet import ResNetDiscriminator
+
+        return G, ResNetDiscriminator(config.resolution, config.d_width, blocks=config.res_blocks)
     D = Discriminator(config.resolution, config.d_width, norm=config.d_norm)
     init_weights(G, config.init_std)
     init_weights(D, config.init_std)
@@ -99,6 +120,8 @@ def build_models(config) -> tuple[Generator, Discriminator]:
 def sample(G: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
     """G's images for latents `z` in eval mode (BatchNorm's running statistics), as float in [-1, 1] on the CPU.
 
+    Clamped to [-1, 1]: DCGAN's Tanh stays inside anyway; the residual G has a linear output.
+
     The one way samples are drawn everywhere (training grids, evaluation, sliders): each image depends on
     its own latent only, and G's training mode is restored afterwards.
     """
@@ -108,7 +131,8 @@ def sample(G: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor
     G.eval()
     try:
         chunks = [
-            G(z[i : i + batch_size].to(device, torch.float32)).float().cpu() for i in range(0, len(z), batch_size)
+            G(z[i : i + batch_size].to(device, torch.float32)).float().clamp(-1, 1).cpu()
+            for i in range(0, len(z), batch_size)
         ]
     finally:
         G.train(was_training)
