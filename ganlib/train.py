@@ -25,10 +25,10 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt_io
 from .augment import diff_augment
 from .config import TrainConfig, check_resume
-from .data import DataError, SliceSet, find_data_root, load_split, split_dirs, to_float
+from .data import DataError, SliceSet, find_data_root, load_split, shown_path, split_dirs, to_float
 from .device import autocast, bf16_supported, dist_info, pick_device
 from .distributed import sync_batchnorm
-from .losses import d_loss, d_step, g_step
+from .losses import d_pair_loss, d_step, g_step
 from .models import build_models, sample
 from .runs import lock_run_dir, new_run_dir
 from .viz import plot_losses, save_grid
@@ -74,6 +74,21 @@ def fixed_latents(config: TrainConfig, device: torch.device) -> torch.Tensor:
     return torch.randn(config.n_fixed, config.z_dim, generator=g).to(device)
 
 
+def ema_beta(config: TrainConfig, step: int) -> float:
+    """The EMA's decay for this step: from the half-life in images (`ema_kimg`) or `ema_beta`.
+
+    A half-life of H images means the weights of H images ago count half: beta = 0.5 ** (batch / H).
+    Early on the average would be mostly the random initial weights, so it ramps up: with `ema_rampup` the
+    half-life is at most that fraction of the images seen so far, and `ema_beta` is capped at (1+t)/(10+t).
+    """
+    if config.ema_kimg > 0:
+        half_life = config.ema_kimg * 1000
+        if config.ema_rampup > 0:
+            half_life = min(half_life, (step + 1) * config.batch_size * config.ema_rampup)
+        return 0.5 ** (config.batch_size / max(half_life, 1e-8))
+    return min(config.ema_beta, (1 + step) / (10 + step))
+
+
 @torch.no_grad()
 def update_ema(G_ema: torch.nn.Module, G: torch.nn.Module, beta: float) -> None:
     """G_ema <- beta * G_ema + (1 - beta) * G; BatchNorm statistics are copied."""
@@ -104,7 +119,7 @@ def val_loss_d(G, D, val: torch.Tensor, config: TrainConfig, device, amp_ctx) ->
         z = torch.randn(len(real), config.z_dim, generator=g, device=device)
         with amp_ctx():
             lr_, lf_ = D.logits(real), D.logits(G(z))
-        total += (d_loss(lr_, True, config.loss) + d_loss(lf_, False, config.loss)).item() * len(real)
+        total += d_pair_loss(lr_, lf_, config.loss).item() * len(real)
         n += len(real)
     G.train(), D.train()
     return total / max(n, 1)
@@ -143,7 +158,7 @@ def build_parts(config: TrainConfig, dev: torch.device, world: int) -> dict:
     opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, **fused)
     return {
         "G": G,
-        "G_ema": copy.deepcopy(G).eval().requires_grad_(False) if config.ema_beta > 0 else None,
+        "G_ema": copy.deepcopy(G).eval().requires_grad_(False) if config.ema_beta > 0 or config.ema_kimg > 0 else None,
         "D": D,
         "opt_G": opt_G,
         "opt_D": opt_D,
@@ -245,12 +260,17 @@ def train(
             save_grid(to_float(train_set.images[: config.n_fixed]), run_dir / "reals.png")
             (run_dir / "stats.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stats))
         fixed_z = fixed_latents(config, dev)
+        say = tqdm.write if main and progress else (lambda text: None)
+        say(
+            f"{config.name}: training in {shown_path(run_dir)}, epochs {start_epoch + 1} to {config.num_epochs} "
+            f"of {steps_per_epoch} steps x {config.batch_size} slices"
+        )
 
         try:
             for epoch in range(start_epoch, config.num_epochs):
                 g_cpu, g_dev = epoch_generators(config.seed, epoch, dev)
                 order = epoch_order(len(images), epoch_images, g_cpu).to(dev)
-                aug = functools.partial(diff_augment, policy=config.augment, g=g_dev)
+                aug = functools.partial(diff_augment, policy=config.augment, g=g_dev, p=config.augment_p)
                 sums = torch.zeros(4, device=dev)  # loss_D, loss_G, D(x), D(G(z)), summed on the device
                 t0 = time.perf_counter()
                 bar = tqdm(
@@ -276,12 +296,11 @@ def train(
                     loss_D, d_x, d_gz = d_step(views.D, opt_D, real, fake, amp_ctx, config, aug, r1)
 
                     # Update G: make D call its slices real.
-                    loss_G = g_step(views.D_for_G, opt_G, fake, amp_ctx, config, aug)
+                    loss_G = g_step(views.D_for_G, opt_G, fake, amp_ctx, config, aug, real)
 
-                    # Update EMA: the slowly moving average of G that samples and evaluation use. Early on the
-                    # average would be mostly the random initial weights, so beta ramps up over the first steps.
+                    # Update EMA: the slowly moving average of G that samples and evaluation use.
                     if G_ema is not None:
-                        update_ema(G_ema, G, min(config.ema_beta, (1 + step) / (10 + step)))
+                        update_ema(G_ema, G, ema_beta(config, step))
                     step += 1
                     sums += torch.stack([loss_D, loss_G, d_x, d_gz])
 
@@ -338,6 +357,9 @@ def train(
                         stats=json.dumps(stats),
                         data_fingerprint=fingerprint,
                     )
+                left = config.num_epochs - epoch - 1
+                if epoch == start_epoch and left:
+                    say(f"epoch {epoch + 1} took {seconds:.0f} s: about {seconds * left / 60:.1f} min for the other {left}")
                 if callback is not None:
                     callback(
                         {"epoch": epoch + 1, "stats": stats, "G": G_show, "D": D, "fakes": fakes, "run_dir": run_dir}

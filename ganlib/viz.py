@@ -36,6 +36,71 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
     return path
 
 
+def labelled_grid(
+    rows: list[torch.Tensor], row_labels: list[str], col_labels: list[str] | None = None, title: str = "",
+    size: float = 0.9,
+) -> plt.Figure:
+    """Rows of images (each (C, 1, H, W) in [-1, 1]) as one figure with a label per row and per column.
+
+    Labels live in the figure itself, so a saved or committed picture says what its rows and columns are.
+    """
+    ncol = max(len(r) for r in rows)
+    fig, axes = plt.subplots(len(rows), ncol, figsize=(size * ncol + 1.2, size * len(rows) + 0.5), squeeze=False)
+    for i, row in enumerate(rows):
+        for j in range(ncol):
+            ax = axes[i, j]
+            ax.set_xticks([]), ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if j < len(row):
+                ax.imshow(to_uint8(row[j].detach().cpu())[0].numpy(), cmap="gray", vmin=0, vmax=255)
+            if j == 0:
+                ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
+            if i == 0 and col_labels:
+                ax.set_title(col_labels[j], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.subplots_adjust(wspace=0.03, hspace=0.06, left=0.12, right=0.99, top=0.88 if title else 0.95, bottom=0.02)
+    return fig
+
+
+def architecture_diagram(module: torch.nn.Module, example: torch.Tensor, title: str = "") -> plt.Figure:
+    """The network as a row of boxes, one per convolution or linear layer, drawn from `layer_table`.
+
+    A box's height follows the feature map's side and its width the channel count (both on a log scale);
+    the label under it is the layer's type and output shape, and the layers between (BatchNorm,
+    activations) are named on the arrows, so the picture is the model itself, not a drawing of it.
+    """
+    from matplotlib.patches import FancyArrowPatch, Rectangle
+
+    from .models import layer_table
+
+    rows = layer_table(module, example)
+    main = [i for i, r in enumerate(rows) if r["type"] in ("Conv2d", "ConvTranspose2d", "Linear")]
+    fig, ax = plt.subplots(figsize=(1.45 * len(main) + 1, 3.2))
+    x = 0.0
+    for k, i in enumerate(main):
+        shape = rows[i]["output"]
+        ch, side = shape[0], (shape[1] if len(shape) > 1 else 1)
+        w, h = 0.25 + 0.12 * np.log2(ch + 1), 0.35 + 0.32 * np.log2(side + 1)
+        ax.add_patch(Rectangle((x, -h / 2), w, h, facecolor="#cfe2f3", edgecolor="#35688f"))
+        kind = rows[i]["type"].replace("Transpose", "T")
+        ax.text(x + w / 2, -h / 2 - 0.15, f"{kind}\n{' x '.join(map(str, shape))}", ha="center", va="top", fontsize=7)
+        if k + 1 < len(main):
+            between = sorted({r["type"] for r in rows[i + 1 : main[k + 1]]})
+            ax.add_patch(FancyArrowPatch((x + w + 0.03, 0), (x + w + 0.42, 0), arrowstyle="->", mutation_scale=8))
+            ax.text(x + w + 0.22, 0.12, "\n".join(between), ha="center", va="bottom", fontsize=6, color="#555555")
+        x += w + 0.45
+    tail = [r["type"] for r in rows[main[-1] + 1 :]]
+    ax.text(x - 0.35, 0, " ".join(tail), ha="left", va="center", fontsize=7, color="#555555")
+    ax.set_xlim(-0.1, x + 0.3)
+    ax.set_ylim(-2.9, 2.4)
+    ax.axis("off")
+    ax.set_title(title or type(module).__name__, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 @torch.no_grad()
 def render(G: torch.nn.Module, z: torch.Tensor, size: int | None = None) -> Image.Image:
     """The generator's image for one latent (z_dim,) or a batch, as a PIL image (a grid for a batch)."""
@@ -50,31 +115,39 @@ def read_stats(run_dir: str | os.PathLike) -> list[dict]:
 
 
 def plot_losses(stats: list[dict], path: str | os.PathLike | None = None, title: str = "") -> plt.Figure:
-    """G and D loss per epoch, D's loss on the validation split, and any evaluated metrics beside them."""
+    """The game per epoch: G's and D's losses (and D's on validation), D's mean outputs D(x) and D(G(z)),
+    and any evaluated metrics beside them.
+
+    D(x) is D's probability that a real slice is real, D(G(z)) that a generated one is; at the game's
+    equilibrium both are 0.5. D(x) -> 1 with D(G(z)) -> 0 is a D that wins outright, and G stops learning.
+    """
     metric_keys = sorted({k for s in stats for k in s if k.startswith("metric/")})
-    ncols = 1 + bool(metric_keys)
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 3.6), squeeze=False)
-    ax = axes[0, 0]
+    has_d = any(s.get("D_x") is not None for s in stats)
+    ncols = 1 + has_d + bool(metric_keys)
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 3.6), squeeze=False)
     epochs = [s["epoch"] for s in stats]
-    for key, label in (("loss_G", "G"), ("loss_D", "D"), ("val_loss_D", "D on validation")):
-        pts = [(e, s[key]) for e, s in zip(epochs, stats) if s.get(key) is not None]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", ms=3, label=label)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("BCE loss")
-    ax.set_title(title or "losses")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    if metric_keys:
-        ax2 = axes[0, 1]
-        for key in metric_keys:
+
+    def lines(ax, keys, ylabel, sub_title):
+        for key, label in keys:
             pts = [(e, s[key]) for e, s in zip(epochs, stats) if s.get(key) is not None]
-            ax2.plot(*zip(*pts), marker="o", ms=3, label=key.removeprefix("metric/"))
-        ax2.set_xlabel("epoch")
-        ax2.set_title("evaluation")
-        ax2.set_yscale("log")
-        ax2.legend()
-        ax2.grid(alpha=0.3)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", ms=3, label=label)
+        ax.set(xlabel="epoch", ylabel=ylabel, title=sub_title)
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+
+    lines(axes[0, 0], (("loss_G", "G"), ("loss_D", "D"), ("val_loss_D", "D on validation")), "loss",
+          title or "losses")
+    if has_d:
+        ax = axes[0, 1]
+        lines(ax, (("D_x", "D(x), real slices"), ("D_G_z", "D(G(z)), generated")), "mean of D's output",
+              "what D says")
+        ax.axhline(0.5, color="grey", ls=":", lw=1)
+        ax.set_ylim(-0.02, 1.02)
+    if metric_keys:
+        ax = axes[0, -1]
+        lines(ax, [(k, k.removeprefix("metric/")) for k in metric_keys], "", "evaluation")
+        ax.set_yscale("log")
     fig.tight_layout()
     if path is not None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -196,3 +196,23 @@ def test_ctrl_c_ends_in_one_line_naming_the_run(tiny_data, tmp_path):
     assert last.startswith("ganlib train: interrupted; the last checkpoint is ") and str(run) in last
     assert last.endswith(f"continue with: ganlib train --resume {run}")
     assert not list(run.rglob("*.tmp"))
+
+
+def test_progress_names_the_run_folder_first_and_estimates_the_time(tiny_data, tmp_path, capsys):
+    """With progress on: the run folder before the first epoch, then the time the other epochs will take."""
+    train(smoke(num_epochs=3), data=tiny_data, out=tmp_path, progress=True)
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.strip()]
+    assert lines[0].startswith("smoke: training in ") and "00000-smoke" in lines[0] and "epochs 1 to 3" in lines[0]
+    assert any(x.startswith("epoch 1 took ") and "for the other 2" in x for x in lines), lines
+
+
+def test_loss_plot_shows_what_d_says_and_grids_carry_labels():
+    from ganlib.viz import labelled_grid, plot_losses
+
+    stats = [{"epoch": e, "loss_D": 1.0, "loss_G": 2.0, "D_x": 0.7, "D_G_z": 0.3} for e in (1, 2)]
+    fig = plot_losses(stats)
+    assert [ax.get_title() for ax in fig.axes] == ["losses", "what D says"]
+    assert {t.get_text() for t in fig.axes[1].get_legend().get_texts()} == {"D(x), real slices", "D(G(z)), generated"}
+    fig = labelled_grid([torch.zeros(3, 1, 8, 8)] * 2, ["row a", "row b"], ["c0", "c1", "c2"], title="t")
+    assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["row a", "row b"]
+    assert [ax.get_title() for ax in fig.axes[:3]] == ["c0", "c1", "c2"]
