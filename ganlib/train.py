@@ -266,6 +266,13 @@ def train(
             f"of {steps_per_epoch} steps x {config.batch_size} slices"
         )
 
+        # One progress bar for the whole run (a notebook keeps one line, not one per epoch).
+        bar = tqdm(
+            total=(config.num_epochs - start_epoch) * steps_per_epoch,
+            unit="step",
+            disable=not (main and progress),
+            dynamic_ncols=True,
+        )
         try:
             for epoch in range(start_epoch, config.num_epochs):
                 g_cpu, g_dev = epoch_generators(config.seed, epoch, dev)
@@ -273,13 +280,8 @@ def train(
                 aug = functools.partial(diff_augment, policy=config.augment, g=g_dev, p=config.augment_p)
                 sums = torch.zeros(4, device=dev)  # loss_D, loss_G, D(x), D(G(z)), summed on the device
                 t0 = time.perf_counter()
-                bar = tqdm(
-                    range(steps_per_epoch),
-                    desc=f"epoch {epoch + 1}/{config.num_epochs}",
-                    disable=not (main and progress),
-                    leave=False,
-                )
-                for i in bar:
+                bar.set_description(f"epoch {epoch + 1}/{config.num_epochs}")
+                for i in range(steps_per_epoch):
                     # This rank's part of the global batch, and the matching part of the global latents.
                     idx = order[i * config.batch_size : (i + 1) * config.batch_size]
                     idx = idx[rank * local_batch : (rank + 1) * local_batch]
@@ -314,8 +316,8 @@ def train(
                                 f"stopped, the last good checkpoint is {_last_ckpt_text(run_dir)}; "
                                 "lower the learning rate and resume from it or start again"
                             )
-                        bar.set_postfix(loss_D=f"{means[0]:.3f}", loss_G=f"{means[1]:.3f}")
-                bar.close()
+                        bar.set_postfix(loss_D=f"{means[0]:.3f}", loss_G=f"{means[1]:.3f}", refresh=False)
+                    bar.update(1)
                 parts["sched_G"].step(), parts["sched_D"].step()
                 if not main:
                     continue
@@ -368,6 +370,8 @@ def train(
             if not main:
                 raise
             raise TrainingInterrupted(run_dir) from None  # one line naming the run and the resume command
+        finally:
+            bar.close()
     return run_dir if main else None  # rank 0 alone owns the run folder
 
 

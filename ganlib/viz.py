@@ -38,13 +38,15 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = 
 
 def labelled_grid(
     rows: list[torch.Tensor], row_labels: list[str], col_labels: list[str] | None = None, title: str = "",
-    size: float = 0.9,
+    size: float | None = None,
 ) -> plt.Figure:
     """Rows of images (each (C, 1, H, W) in [-1, 1]) as one figure with a label per row and per column.
 
     Labels live in the figure itself, so a saved or committed picture says what its rows and columns are.
+    `size` is each image's side in inches; by default its own pixels at the figure's dpi (no resampling).
     """
     ncol = max(len(r) for r in rows)
+    size = size or max(0.5, rows[0].shape[-1] / plt.rcParams["figure.dpi"])
     fig, axes = plt.subplots(len(rows), ncol, figsize=(size * ncol + 1.2, size * len(rows) + 0.5), squeeze=False)
     for i, row in enumerate(rows):
         for j in range(ncol):
@@ -53,7 +55,9 @@ def labelled_grid(
             for spine in ax.spines.values():
                 spine.set_visible(False)
             if j < len(row):
-                ax.imshow(to_uint8(row[j].detach().cpu())[0].numpy(), cmap="gray", vmin=0, vmax=255)
+                ax.imshow(
+                    to_uint8(row[j].detach().cpu())[0].numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest"
+                )
             if j == 0:
                 ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
             if i == 0 and col_labels:
@@ -77,7 +81,7 @@ def architecture_diagram(module: torch.nn.Module, example: torch.Tensor, title: 
 
     rows = layer_table(module, example)
     main = [i for i, r in enumerate(rows) if r["type"] in ("Conv2d", "ConvTranspose2d", "Linear")]
-    fig, ax = plt.subplots(figsize=(1.45 * len(main) + 1, 3.2))
+    fig, ax = plt.subplots(figsize=(1.6 * len(main) + 1, 3.2))
     x = 0.0
     for k, i in enumerate(main):
         shape = rows[i]["output"]
@@ -88,9 +92,9 @@ def architecture_diagram(module: torch.nn.Module, example: torch.Tensor, title: 
         ax.text(x + w / 2, -h / 2 - 0.15, f"{kind}\n{' x '.join(map(str, shape))}", ha="center", va="top", fontsize=7)
         if k + 1 < len(main):
             between = sorted({r["type"] for r in rows[i + 1 : main[k + 1]]})
-            ax.add_patch(FancyArrowPatch((x + w + 0.03, 0), (x + w + 0.42, 0), arrowstyle="->", mutation_scale=8))
-            ax.text(x + w + 0.22, 0.12, "\n".join(between), ha="center", va="bottom", fontsize=6, color="#555555")
-        x += w + 0.45
+            ax.add_patch(FancyArrowPatch((x + w + 0.05, 0), (x + w + 0.6, 0), arrowstyle="->", mutation_scale=8))
+            ax.text(x + w + 0.33, 0.12, "\n".join(between), ha="center", va="bottom", fontsize=6, color="#555555")
+        x += w + 0.65
     tail = [r["type"] for r in rows[main[-1] + 1 :]]
     ax.text(x - 0.35, 0, " ".join(tail), ha="left", va="center", fontsize=7, color="#555555")
     ax.set_xlim(-0.1, x + 0.3)
@@ -154,6 +158,15 @@ def plot_losses(stats: list[dict], path: str | os.PathLike | None = None, title:
         fig.savefig(path, dpi=110)
         plt.close(fig)
     return fig
+
+
+def figure_image(fig: plt.Figure, gray: bool = True) -> Image.Image:
+    """A matplotlib figure as a PIL image (grayscale by default: a grid of slices needs one channel, not four)."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    image = Image.open(io.BytesIO(buf.getvalue()))
+    return image.convert("L") if gray else image
 
 
 def png_display(image: Image.Image, width: int | None = None):

@@ -5,12 +5,12 @@
     python scripts/clean_notebooks.py path/to/x.ipynb  # just these
 
 Kept: cell sources, outputs, cell ids, the `tags` of a cell (the `parameters` tag), the kernelspec
-and the language name. Removed: execution counts, timings and other cell metadata, saved widget
-state, the language version, and output metadata that only records how it was produced.
-Run it after executing a notebook and before committing it.
+and the `language_info` the kernel writes (so JupyterLab opens the notebook unmodified). Execution counts
+become 1, 2, ... on the code cells that have outputs (no empty `[ ]:` prompt beside an output, and the
+same numbers on every run). Removed: timings and other cell metadata, saved widget state, and output
+metadata that only records how it was produced. Run it after executing a notebook and before committing it.
 
-nbval refuses cells that have outputs but no execution count, and compares only cells that were
-run; `numbered(nb)` puts counts back on a copy, which is what tests/test_notebooks.py runs nbval on.
+nbval refuses cells that have outputs but no execution count, and compares only cells that were run.
 """
 
 from __future__ import annotations
@@ -25,6 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO / "notebooks"
 KEEP_CELL_METADATA = ("tags",)
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+# What ipykernel writes as language_info (its version is the kernel's Python, kept as written).
+LANGUAGE_INFO = {
+    "codemirror_mode": {"name": "ipython", "version": 3},
+    "file_extension": ".py",
+    "mimetype": "text/x-python",
+    "name": "python",
+    "nbconvert_exporter": "python",
+    "pygments_lexer": "ipython3",
+}
 
 
 def clean_output(output: dict) -> dict:
@@ -41,7 +50,6 @@ def clean_cell(cell: dict) -> dict:
     cell = dict(cell)
     cell["metadata"] = {k: v for k, v in cell.get("metadata", {}).items() if k in KEEP_CELL_METADATA and v}
     if cell.get("cell_type") == "code":
-        cell["execution_count"] = None
         cell["outputs"] = [clean_output(o) for o in cell.get("outputs", [])]
     return cell
 
@@ -50,12 +58,13 @@ def clean(nb: dict) -> dict:
     """The notebook dict in committed form (a new dict; `nb` is left as it was)."""
     nb = dict(nb)
     nb["cells"] = [clean_cell(c) for c in nb.get("cells", [])]
-    nb["metadata"] = {"kernelspec": KERNELSPEC, "language_info": {"name": "python"}}
-    return nb
+    language = nb.get("metadata", {}).get("language_info") or {}
+    nb["metadata"] = {"kernelspec": KERNELSPEC, "language_info": {**LANGUAGE_INFO, **language}}
+    return numbered(nb)
 
 
 def numbered(nb: dict) -> dict:
-    """A copy with execution counts 1, 2, ... on the code cells that have outputs, as nbval expects."""
+    """A copy with execution counts 1, 2, ... on the code cells that have outputs (None on the others)."""
     nb = dict(nb)
     cells, count = [], 0
     for cell in nb.get("cells", []):
@@ -67,6 +76,8 @@ def numbered(nb: dict) -> dict:
                 {**o, "execution_count": count} if o.get("output_type") == "execute_result" else o
                 for o in cell["outputs"]
             ]
+        elif cell.get("cell_type") == "code":
+            cell["execution_count"] = None
         cells.append(cell)
     nb["cells"] = cells
     return nb

@@ -173,6 +173,8 @@ def test_latent_explorer_renders_what_render_png_gives(G):
     assert ex.amounts == [0, 0, 0] and ex.psi.value == 1.0
     assert ex.image.value == latent.render_png(G, 7, [0, 0, 0], 1.0, directions, 64)
     assert "3 direction sliders" in repr(ex) and len(repr(ex)) < 200
+    # The seed box re-renders as it is typed, and psi stays where G's latents live (|z| ~ 10 in training).
+    assert ex.seed.continuous_update and ex.psi.min == 0.25
 
 
 def test_interpolation_explorer(G):
@@ -183,3 +185,30 @@ def test_interpolation_explorer(G):
     ex.t.value = 0.0
     assert ex.image.value == start
     assert len(repr(ex)) < 200
+
+
+def test_direction_effects_measure_what_a_direction_does():
+    """A toy G whose head grows with z[0] and brightens with z[1]: the measured effects say so."""
+    from torch import nn
+
+    class Toy(nn.Module):
+        z_dim, resolution = 2, 32
+
+        def __init__(self):
+            super().__init__()
+            self.unused = nn.Parameter(torch.zeros(1))  # `sample` finds the device from G's parameters
+
+        def forward(self, z):
+            yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+            r = torch.sqrt((yy - 15.5) ** 2 + (xx - 15.5) ** 2)
+            radius = (8 + 2 * z[:, 0]).view(-1, 1, 1)
+            head = (r[None] < radius).float()
+            level = (0.2 * z[:, 1]).view(-1, 1, 1).clamp(-0.5, 0.5)
+            return (head * (1 + level) - 1).unsqueeze(1) * 0.999
+
+    G = Toy()
+    effects = latent.direction_effects(G, torch.eye(2), torch.zeros(4, 2), amount=1.0)
+    assert effects[0]["area"] > 0.1 and abs(effects[0]["brightness"]) < 0.05
+    assert effects[1]["brightness"] > 0.3 and abs(effects[1]["area"]) < 1e-6
+    assert abs(effects[0]["centre_y"]) < 0.5  # grows in place
+    assert latent.describe_effects(effects, 1.0)[0].startswith("direction 1, from -1 to +1: head area +")

@@ -216,3 +216,7 @@ def test_loss_plot_shows_what_d_says_and_grids_carry_labels():
     fig = labelled_grid([torch.zeros(3, 1, 8, 8)] * 2, ["row a", "row b"], ["c0", "c1", "c2"], title="t")
     assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["row a", "row b"]
     assert [ax.get_title() for ax in fig.axes[:3]] == ["c0", "c1", "c2"]
+    from ganlib.viz import figure_image
+
+    image = figure_image(fig)
+    assert image.mode == "L" and image.width > 100
