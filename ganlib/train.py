@@ -261,10 +261,11 @@ def train(
             (run_dir / "stats.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stats))
         fixed_z = fixed_latents(config, dev)
         say = tqdm.write if main and progress else (lambda text: None)
-        say(
-            f"{config.name}: training in {shown_path(run_dir)}, epochs {start_epoch + 1} to {config.num_epochs} "
-            f"of {steps_per_epoch} steps x {config.batch_size} slices"
-        )
+        if main:  # other ranks have no run folder
+            say(
+                f"{config.name}: training in {shown_path(run_dir)}, epochs {start_epoch + 1} to {config.num_epochs} "
+                f"of {steps_per_epoch} steps x {config.batch_size} slices"
+            )
 
         # One progress bar for the whole run (a notebook keeps one line, not one per epoch).
         bar = tqdm(
