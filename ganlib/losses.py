@@ -53,9 +53,6 @@ def gradient_penalty(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return grad.square().sum(dim=(1, 2, 3)).mean()
 
 
-r1_penalty = gradient_penalty  # the name the literature uses at real slices
-
-
 def d_step(D, opt_D, real, fake, amp_ctx, config, aug=lambda x: x, r1: bool = False):
     """Push D(real) towards 'real' and D(fake) towards 'fake'; returns (loss, mean D(x), mean D(G(z))).
 
