@@ -45,11 +45,8 @@ RECIPES: dict[str, TrainConfig] = {
     "r3gan": get_preset("r3gan"),
     "r3gan-lazy": get_preset("r3gan", r1_every=16),  # R1/R2 every 16 steps: 2.5x the images per minute
     "r3gan-noaug": get_preset("r3gan", augment=""),
-    # R3GAN's objective and optimiser on the seed's fast DCGAN networks, D without BatchNorm (the penalties
-    # need each image's score to depend on that image only), R1/R2 every 4 steps.
-    "dcgan-rp": get_preset(
-        "r3gan", arch="dcgan", g_width=64, d_width=64, d_norm="none", r1_every=4, init_std=0.02
-    ),
+    # R3GAN's objective and optimiser on the seed's fast DCGAN networks (the `dcgan-rp` preset).
+    "dcgan-rp": get_preset("dcgan-rp"),
     "r3gan-w32": get_preset("r3gan", g_width=32, d_width=32),
 }
 
@@ -159,7 +156,8 @@ def run(args) -> None:
         config = budget_config(recipe, minutes, seed, rates[recipe]["images_per_s"])
         folder = args.runs / key
         previous = find_run(folder)
-        print(f"{key}: {config.num_epochs * config.epoch_images:,} images ({'resuming ' + previous.name if previous else 'new'})", flush=True)
+        how = f"resuming {previous.name}" if previous else "new"
+        print(f"{key}: {config.num_epochs * config.epoch_images:,} images ({how})", flush=True)
         t0 = time.time()
         run_dir = train(config, out=folder, resume=previous, train_set=train_set, val_set=None, progress=False)
         stats = [json.loads(x) for x in (run_dir / "stats.jsonl").read_text().splitlines()]
@@ -174,6 +172,7 @@ def run(args) -> None:
         G, _ = load_generator(run_dir)
         z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(7))
         save_grid(sample(G, z), args.out / f"samples-{key}.png", nrow=16)
+        results = load_json(args.out / "results.json")  # another queue may have saved a job meanwhile
         results[key] = {
             "recipe": recipe,
             "minutes": minutes,
