@@ -20,6 +20,7 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 # What `--checkpoint pretrained` means, best first: the 128x128 OASIS model trained on a GPU, then the
 # `cpu` preset trained on the bundled demo set by `make demo`. Each can also be named: `--checkpoint cpu_demo`.
 PRETRAINED = ("oasis128.pt", "cpu_demo.pt")
+PAIRS = "oasis64_pairs.pt"  # the position-conditioned slice+mask generator: `--checkpoint pretrained-pairs`
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> None:
@@ -104,6 +105,12 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     p = Path(path)
     if str(path) in {Path(n).stem for n in PRETRAINED} and (PRETRAINED_DIR / f"{path}.pt").exists():
         return PRETRAINED_DIR / f"{path}.pt"  # a shipped generator by name: "oasis128", "cpu_demo"
+    if str(path) == "pretrained-pairs":
+        if (PRETRAINED_DIR / PAIRS).exists():
+            return PRETRAINED_DIR / PAIRS
+        raise FileNotFoundError(
+            f"no paired generator in {PRETRAINED_DIR} ({PAIRS}); train one with `ganlib train --preset pairs`"
+        )
     if str(path) == "pretrained":
         for name in PRETRAINED:
             if (PRETRAINED_DIR / name).exists():

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from .config import PRESETS, TrainConfig, check_resume, get_preset, parse_set
-from .data import DataError, find_data_root, split_counts
+from .data import MASK_LEVELS, DataError, find_data_root, split_counts
 from .device import setup_distributed, teardown_distributed
 
 
@@ -27,6 +27,16 @@ def _positive(value: str) -> int:
     if n < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {value!r}")
     return n
+
+
+def _position(value: str) -> int:
+    try:
+        pos = int(value)
+    except ValueError:
+        pos = -1
+    if pos < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a slice position: give a whole number such as 16 (0-31)")
+    return pos
 
 
 def _train_config(args) -> TrainConfig | None:
@@ -101,6 +111,7 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     from .checkpoint import load_generator
+    from .conditional import masks_to_float
     from .data import to_uint8
     from .models import sample
     from .viz import save_grid
@@ -109,16 +120,38 @@ def cmd_sample(args) -> int:
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder for the samples (it is created if missing)")
     G, config = load_generator(args.checkpoint, device=args.device or "cpu")
+    if args.slice is not None and not config.positions:
+        raise ValueError(f"--slice: {args.checkpoint} was trained without slice positions (positions=0); leave it out")
+    if args.slice is not None and args.slice >= config.positions:
+        raise ValueError(f"--slice {args.slice}: this generator knows positions 0 to {config.positions - 1}")
+    if args.with_masks and not config.with_masks:
+        raise ValueError(f"--with-masks: {args.checkpoint} makes slices only (trained without with_masks)")
     g = torch.Generator().manual_seed(args.seed)
     z = torch.randn(args.n, config.z_dim, generator=g).to(next(G.parameters()).device)
-    images = sample(G, z)
-    out.mkdir(parents=True, exist_ok=True)
+    y = None
+    if config.positions:  # one position for all, or every position in turn
+        y = torch.full((args.n,), args.slice) if args.slice is not None else torch.arange(args.n) % config.positions
+    images, masks = sample(G, z, y=y, masks=True) if args.with_masks else (sample(G, z, y=y), None)
     from PIL import Image
 
+    keras = config.positions or args.with_masks  # then the keras_png_slices_data layout, split "train"
+    image_dir = out / "keras_png_slices_train" if keras else out
+    mask_dir = out / "keras_png_slices_seg_train"
+    image_dir.mkdir(parents=True, exist_ok=True)
+    if masks is not None:
+        mask_dir.mkdir(parents=True, exist_ok=True)
     for i, img in enumerate(to_uint8(images)):
-        Image.fromarray(img[0].numpy(), mode="L").save(out / f"sample_{i:04d}.png")
+        pos = int(y[i]) if y is not None else 0
+        name = f"case_{i:03d}_slice_{pos}.nii.png" if keras else f"sample_{i:04d}.png"
+        Image.fromarray(img[0].numpy(), mode="L").save(image_dir / name)
+        if masks is not None:  # 0/85/170/255 as in the OASIS release
+            level = (masks[i, 0] * MASK_LEVELS).to(torch.uint8).numpy()
+            Image.fromarray(level, mode="L").save(mask_dir / f"seg_{i:03d}_slice_{pos}.nii.png")
     save_grid(images, out / "grid.png")
-    print(f"wrote {args.n} samples and grid.png to {out}")
+    if masks is not None:
+        save_grid(masks_to_float(masks), out / "grid_masks.png")
+    where = f"{image_dir}" + (f" and {mask_dir}" if masks is not None else "")
+    print(f"wrote {args.n} samples{' with masks' if masks is not None else ''} to {where}, and grid.png to {out}")
     return 0
 
 
@@ -180,7 +213,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", required=True, help="a .pt file, a run folder, or 'pretrained'")
     p.add_argument("--n", type=_positive, default=16, help="how many samples (default 16)")
     p.add_argument("--seed", type=int, default=0, help="latent seed (default 0)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument(
+        "--slice", type=_position, metavar="POS",
+        help="slice position 0-31 for a position-conditioned generator (default: every position in turn)",
+    )
+    p.add_argument(
+        "--with-masks", action="store_true",
+        help="also write each slice's 4-class mask (a paired generator, e.g. pretrained-pairs)",
+    )
+    p.add_argument(
+        "--out", required=True,
+        help="output folder; a conditioned or paired generator writes the keras_png_slices_data layout there",
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], default=None)
     p.set_defaults(func=cmd_sample)
 

@@ -12,6 +12,16 @@ import math
 import torch
 from torch import nn
 
+from .conditional import (
+    EMBED_DIM,
+    NUM_CLASSES,
+    PositionInput,
+    Projection,
+    check_positions,
+    default_positions,
+    split_output,
+)
+
 RESOLUTIONS = (32, 64, 128, 256)
 
 
@@ -22,25 +32,40 @@ def _num_blocks(resolution: int) -> int:
 
 
 class Generator(nn.Module):
-    """z (N, z_dim) -> image (N, channels, R, R) in [-1, 1]."""
+    """z (N, z_dim) -> image (N, channels, R, R) in [-1, 1].
 
-    def __init__(self, z_dim: int = 100, resolution: int = 128, width: int = 64, channels: int = 1):
+    With `positions` > 0, G(z, y) also takes slice positions y (N,) in 0..positions-1 (default: 0, 1, ...);
+    with `mask_classes` > 0 it outputs the slice and that many mask probability channels after it
+    (`ganlib.conditional`). Both off, it is the seed's DCGAN exactly.
+    """
+
+    def __init__(
+        self, z_dim: int = 100, resolution: int = 128, width: int = 64, channels: int = 1,
+        positions: int = 0, mask_classes: int = 0,
+    ):
         super().__init__()
-        self.z_dim, self.resolution = z_dim, resolution
+        self.z_dim, self.resolution, self.mask_classes = z_dim, resolution, mask_classes
+        self.condition = PositionInput(positions) if positions else None
         n = _num_blocks(resolution)
         ch = [width * 2 ** (n - 1 - i) for i in range(n)]  # 1024, 512, 256, 128, 64
+        z_in = z_dim + (EMBED_DIM if positions else 0)
         layers = [
-            nn.ConvTranspose2d(z_dim, ch[0], 4, 1, 0, bias=False),  # 1024 x 4 x 4
+            nn.ConvTranspose2d(z_in, ch[0], 4, 1, 0, bias=False),  # 1024 x 4 x 4
             nn.BatchNorm2d(ch[0]),
             nn.ReLU(True),
         ]
         for c_in, c_out in zip(ch[:-1], ch[1:]):  # 512 x 8 x 8 ... 64 x 64 x 64
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(ch[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]  # 1 x 128 x 128
+        layers += [nn.ConvTranspose2d(ch[-1], channels + mask_classes, 4, 2, 1, bias=False)]  # 1 x 128 x 128
+        layers += [] if mask_classes else [nn.Tanh()]  # with masks, `split_output` does Tanh and softmax
         self.main = nn.Sequential(*layers)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z.view(z.shape[0], self.z_dim, 1, 1))
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        z = z.reshape(z.shape[0], self.z_dim)
+        if self.condition is not None:
+            z = self.condition(z, y)
+        x = self.main(z[:, :, None, None])
+        return split_output(x, self.mask_classes, squash_image=True) if self.mask_classes else x
 
 
 class Discriminator(nn.Module):
@@ -50,7 +75,9 @@ class Discriminator(nn.Module):
     loss, which equals BCE on the Sigmoid's output but stays finite and runs under autocast.
     """
 
-    def __init__(self, resolution: int = 128, width: int = 64, channels: int = 1, norm: str = "batch"):
+    def __init__(
+        self, resolution: int = 128, width: int = 64, channels: int = 1, norm: str = "batch", positions: int = 0
+    ):
         super().__init__()
         if norm not in ("batch", "spectral", "none"):
             raise ValueError(f"D's norm must be 'batch', 'spectral' or 'none', got {norm!r}")
@@ -65,13 +92,19 @@ class Discriminator(nn.Module):
             layers.append(nn.LeakyReLU(0.2, True))
         layers += [wrap(nn.Conv2d(ch[-1], 1, 4, 1, 0, bias=False))]  # 1 x 1 x 1
         self.main = nn.Sequential(*layers)
+        # Conditioned on the position, the last layer (a linear map of the 1024 x 4 x 4 features) gains a term
+        # of its own per position: D's score is (w + embed(y)) . features.
+        self.project = Projection(positions, ch[-1] * 16) if positions else None
         self.sigmoid = nn.Sigmoid()
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.main(x).flatten()
+    def logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        if self.project is None:
+            return self.main(x).flatten()
+        h = self.main[:-1](x)  # 1024 x 4 x 4
+        return self.main[-1](h).flatten() + self.project(h.flatten(1), y)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sigmoid(self.logits(x))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.sigmoid(self.logits(x, y))
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -91,13 +124,14 @@ ARCHS = ("dcgan", "resnet")
 
 def build_generator(config) -> nn.Module:
     """G for a `TrainConfig`: the seed's DCGAN or the residual network of `ganlib.resnet` (not initialised)."""
+    extra = {"positions": config.positions, "mask_classes": NUM_CLASSES if config.with_masks else 0}
     if config.arch == "resnet":
         from .resnet import ResNetGenerator
 
-        return ResNetGenerator(config.z_dim, config.resolution, config.g_width, blocks=config.res_blocks)
+        return ResNetGenerator(config.z_dim, config.resolution, config.g_width, blocks=config.res_blocks, **extra)
     if config.arch != "dcgan":
         raise ValueError(f"arch must be one of {ARCHS}, got {config.arch!r}")
-    return Generator(config.z_dim, config.resolution, config.g_width)
+    return Generator(config.z_dim, config.resolution, config.g_width, **extra)
 
 
 def build_models(config) -> tuple[nn.Module, nn.Module]:
@@ -106,37 +140,50 @@ def build_models(config) -> tuple[nn.Module, nn.Module]:
     DCGAN is initialised as its paper does; the residual networks initialise themselves (fix-up).
     """
     G = build_generator(config)
+    extra = {"positions": config.positions, "channels": 1 + (NUM_CLASSES if config.with_masks else 0)}
     if config.arch == "resnet":
         from .resnet import ResNetDiscriminator
 
-        return G, ResNetDiscriminator(config.resolution, config.d_width, blocks=config.res_blocks)
-    D = Discriminator(config.resolution, config.d_width, norm=config.d_norm)
+        return G, ResNetDiscriminator(config.resolution, config.d_width, blocks=config.res_blocks, **extra)
+    D = Discriminator(config.resolution, config.d_width, norm=config.d_norm, **extra)
     init_weights(G, config.init_std)
     init_weights(D, config.init_std)
     return G, D
 
 
 @torch.no_grad()
-def sample(G: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def sample(
+    G: nn.Module, z: torch.Tensor, batch_size: int = 256, y: torch.Tensor | None = None, masks: bool = False
+):
     """G's images for latents `z` in eval mode (BatchNorm's running statistics), as float in [-1, 1] on the CPU.
 
     Clamped to [-1, 1]: DCGAN's Tanh stays inside anyway; the residual G has a linear output.
+    A position-conditioned G takes slice positions `y` (N,) (default: 0, 1, ..., 31, 0, ...); a paired G's
+    masks come back too with `masks=True`, as class ids (N, 1, R, R): then the result is (images, masks).
 
     The one way samples are drawn everywhere (training grids, evaluation, sliders): each image depends on
     its own latent only, and G's training mode is restored afterwards.
     """
     net = getattr(G, "module", G)  # DistributedDataParallel keeps the model in .module
     device = next(net.parameters()).device
+    condition = getattr(net, "condition", None)
+    if condition is not None:
+        y = default_positions(len(z), condition.positions) if y is None else torch.as_tensor(y).reshape(-1)
+        check_positions(y, condition.positions)
+    if masks and not getattr(net, "mask_classes", 0):
+        raise ValueError("this generator makes slices only (trained without with_masks): no masks to sample")
     was_training = G.training
     G.eval()
     try:
-        chunks = [
-            G(z[i : i + batch_size].to(device, torch.float32)).float().clamp(-1, 1).cpu()
-            for i in range(0, len(z), batch_size)
-        ]
+        chunks = []
+        for i in range(0, len(z), batch_size):
+            args = (y[i : i + batch_size].to(device),) if condition is not None else ()
+            chunks.append(G(z[i : i + batch_size].to(device, torch.float32), *args).float().cpu())
     finally:
         G.train(was_training)
-    return torch.cat(chunks)
+    out = torch.cat(chunks)
+    images = out[:, :1].clamp(-1, 1)
+    return (images, out[:, 1:].argmax(1, keepdim=True)) if masks else images
 
 
 def count_params(module: nn.Module) -> int:

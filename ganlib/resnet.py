@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditional import EMBED_DIM, PositionInput, Projection, split_output
+
 GROUP = 16  # channels per group in the 3x3 convolutions
 EXPAND = 2  # channel expansion inside a block
 SLOPE = 0.2  # leaky ReLU slope
@@ -88,32 +90,39 @@ class Downsample(nn.Module):
 class ResNetGenerator(nn.Module):
     """z (N, z_dim) -> image (N, channels, R, R), roughly in [-1, 1] (no Tanh: `models.sample` clamps)."""
 
-    def __init__(self, z_dim: int = 100, resolution: int = 64, width: int = 32, channels: int = 1, blocks: int = 1):
+    def __init__(
+        self, z_dim: int = 100, resolution: int = 64, width: int = 32, channels: int = 1, blocks: int = 1,
+        positions: int = 0, mask_classes: int = 0,
+    ):
         super().__init__()
-        self.z_dim, self.resolution = z_dim, resolution
+        self.z_dim, self.resolution, self.mask_classes = z_dim, resolution, mask_classes
+        self.condition = PositionInput(positions) if positions else None  # z and the position's embedding
+        z_in = z_dim + (EMBED_DIM if positions else 0)
         ch = stage_widths(resolution, width)  # 256, 256, 128, 64, 32 at 4, 8, 16, 32, 64 px
         total = blocks * len(ch)
         self.basis = nn.Parameter(torch.randn(ch[0], 4, 4))  # learned 4x4 start: 256 x 4 x 4
-        self.modulate = nn.Linear(z_dim, ch[0], bias=False)  # z picks a weighting of the basis channels
-        nn.init.normal_(self.modulate.weight, 0.0, 1 / math.sqrt(z_dim))
+        self.modulate = nn.Linear(z_in, ch[0], bias=False)  # z picks a weighting of the basis channels
+        nn.init.normal_(self.modulate.weight, 0.0, 1 / math.sqrt(z_in))
         stages = []
         for i, c in enumerate(ch):
             layers = [Upsample(ch[i - 1], c)] if i else []  # 256 x 8 x 8 ... 32 x 64 x 64
             layers += [ResidualBlock(c, total) for _ in range(blocks)]
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
-        self.to_image = _conv(ch[-1], channels, 1)  # 1 x 64 x 64
+        self.to_image = _conv(ch[-1], channels + mask_classes, 1)  # 1 x 64 x 64
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         z = z.reshape(z.shape[0], self.z_dim)
+        if self.condition is not None:
+            z = self.condition(z, y)
         x = self.basis[None] * self.modulate(z)[:, :, None, None]
-        return self.to_image(self.stages(x))
+        return split_output(self.to_image(self.stages(x)), self.mask_classes, squash_image=False)
 
 
 class ResNetDiscriminator(nn.Module):
     """image (N, channels, R, R) -> probability of being real (N,); `logits()` is the value before the Sigmoid."""
 
-    def __init__(self, resolution: int = 64, width: int = 32, channels: int = 1, blocks: int = 1):
+    def __init__(self, resolution: int = 64, width: int = 32, channels: int = 1, blocks: int = 1, positions: int = 0):
         super().__init__()
         ch = stage_widths(resolution, width)[::-1]  # 32, 64, 128, 256, 256 at 64, 32, 16, 8, 4 px
         total = blocks * len(ch)
@@ -129,12 +138,14 @@ class ResNetDiscriminator(nn.Module):
         self.out = nn.Linear(ch[-1], 1)  # 1
         nn.init.normal_(self.out.weight, 0.0, 1 / math.sqrt(ch[-1]))
         nn.init.zeros_(self.out.bias)
+        self.project = Projection(positions, ch[-1]) if positions else None  # + <embed(position), features>
         self.sigmoid = nn.Sigmoid()
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
+    def logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         x = F.leaky_relu(self.from_image(x), SLOPE)
-        x = self.basis(self.stages(x)).flatten(1)
-        return self.out(x).flatten()
+        h = self.basis(self.stages(x)).flatten(1)
+        out = self.out(h).flatten()
+        return out if self.project is None else out + self.project(h, y)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.sigmoid(self.logits(x))
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return self.sigmoid(self.logits(x, y))

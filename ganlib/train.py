@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt_io
 from .augment import diff_augment
+from .conditional import masks_to_float, one_hot_masks
 from .config import TrainConfig, check_resume
 from .data import DataError, SliceSet, find_data_root, load_split, shown_path, split_dirs, to_float
 from .device import autocast, bf16_supported, dist_info, pick_device
@@ -104,21 +105,52 @@ class _Logits(torch.nn.Module):
         super().__init__()
         self.D = D
 
+    def forward(self, x, y=None):
+        return self.D.logits(x, y)
+
+
+class _AtPositions(torch.nn.Module):
+    """D told this batch's slice positions: what `d_step` and `g_step` call as D(x) in conditional training.
+
+    A module (not a closure) so that `g_step` can freeze D's weights through it.
+    """
+
+    def __init__(self, D, y):
+        super().__init__()
+        self.D, self.y = D, y
+
     def forward(self, x):
-        return self.D.logits(x)
+        return self.D(x, self.y)
+
+
+def on_device(split: SliceSet, config: TrainConfig, dev: torch.device) -> SimpleNamespace:
+    """What the loop indexes: the slices (uint8) and, where the config uses them, masks and positions."""
+    return SimpleNamespace(
+        images=split.images.to(dev),
+        masks=split.masks.to(dev) if config.with_masks else None,
+        y=split.slice_idx.to(dev) if config.positions else None,
+    )
+
+
+def real_batch(split: SimpleNamespace, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The real input D sees for indices `idx`: slices in [-1, 1] (with their one-hot masks), and positions."""
+    real = to_float(split.images[idx])
+    if split.masks is not None:
+        real = torch.cat([real, one_hot_masks(split.masks[idx])], 1)
+    return real, (split.y[idx] if split.y is not None else None)
 
 
 @torch.no_grad()
-def val_loss_d(G, D, val: torch.Tensor, config: TrainConfig, device, amp_ctx) -> float:
+def val_loss_d(G, D, val: SimpleNamespace, config: TrainConfig, device, amp_ctx) -> float:
     """D's loss on the validation split (reals vs as many fakes), both nets in eval mode."""
     G.eval(), D.eval()
     g = torch.Generator(device).manual_seed(config.seed + 99991)
     total, n = 0.0, 0
-    for i in range(0, len(val), config.batch_size):
-        real = to_float(val[i : i + config.batch_size].to(device))
+    for i in range(0, len(val.images), config.batch_size):
+        real, y = real_batch(val, torch.arange(i, min(i + config.batch_size, len(val.images)), device=device))
         z = torch.randn(len(real), config.z_dim, generator=g, device=device)
         with amp_ctx():
-            lr_, lf_ = D.logits(real), D.logits(G(z))
+            lr_, lf_ = D.logits(real, y), D.logits(G(z, y), y)
         total += d_pair_loss(lr_, lf_, config.loss).item() * len(real)
         n += len(real)
     G.train(), D.train()
@@ -127,16 +159,27 @@ def val_loss_d(G, D, val: torch.Tensor, config: TrainConfig, device, amp_ctx) ->
 
 def load_data(config: TrainConfig, data, train_set, val_set) -> tuple[SliceSet, SliceSet | None]:
     """The training split and, where the data has one, the validation split, decoded at the config's size."""
+    masks = config.with_masks
     if train_set is None:
-        train_set = load_split(config.split, config.resolution, data, max_images=config.max_images)
+        train_set = load_split(config.split, config.resolution, data, max_images=config.max_images, with_masks=masks)
     if val_set is None and config.val_split:
         root, _ = find_data_root(data)
         if split_dirs(root, config.val_split)[0].is_dir():
-            val_set = load_split(config.val_split, config.resolution, data, max_images=config.max_images)
+            val_set = load_split(
+                config.val_split, config.resolution, data, max_images=config.max_images, with_masks=masks
+            )
         else:
             log.info("no %s split beside the training slices: training without a validation loss", config.val_split)
     if train_set.images.shape[-1] != config.resolution:
         raise ValueError(f"data is {train_set.images.shape[-1]}px but the config wants {config.resolution}px")
+    for s in (train_set, val_set) if val_set is not None else (train_set,):
+        if masks and s.masks is None:
+            raise ValueError(f"with_masks: the {s.split} split was loaded without masks; load it with with_masks=True")
+        if config.positions and int(s.slice_idx.max()) >= config.positions:
+            raise ValueError(
+                f"the {s.split} split has slice positions up to {int(s.slice_idx.max())}, but positions="
+                f"{config.positions}: set positions to at least {int(s.slice_idx.max()) + 1}"
+            )
     if len(train_set) < config.batch_size:
         raise ValueError(
             f"the {train_set.split} split has {len(train_set)} slices, fewer than batch size {config.batch_size}"
@@ -236,7 +279,9 @@ def train(
             f"(fingerprint {fingerprint}, stored {saved['data_fingerprint']}); give the same --data, "
             "or --force-data to continue on these"
         )
-    images = train_set.images.to(dev)
+    train_dev = on_device(train_set, config, dev)
+    val_dev = on_device(val_set, config, dev) if val_set is not None else None
+    images = train_dev.images
     epoch_images = config.epoch_images or len(images)
     steps_per_epoch = epoch_images // config.batch_size
     local_batch = config.batch_size // world
@@ -258,6 +303,8 @@ def train(
         if main:
             (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
             save_grid(to_float(train_set.images[: config.n_fixed]), run_dir / "reals.png")
+            if config.with_masks:
+                save_grid(masks_to_float(train_set.masks[: config.n_fixed]), run_dir / "reals_masks.png")
             (run_dir / "stats.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stats))
         fixed_z = fixed_latents(config, dev)
         say = tqdm.write if main and progress else (lambda text: None)
@@ -288,18 +335,21 @@ def train(
                     idx = idx[rank * local_batch : (rank + 1) * local_batch]
                     z = torch.randn(config.batch_size, config.z_dim, generator=g_dev, device=dev)
                     z = z[rank * local_batch : (rank + 1) * local_batch]
-                    real = to_float(images[idx])
+                    real, y = real_batch(train_dev, idx)  # y: the slices' positions, if G and D take them
                     if config.channels_last:
                         real = real.contiguous(memory_format=torch.channels_last)
+                    D_now, D_now_for_G = views.D, views.D_for_G
+                    if y is not None:
+                        D_now, D_now_for_G = _AtPositions(views.D, y), _AtPositions(views.D_for_G, y)
 
                     # Update D: real slices towards 1, generated ones towards 0.
                     with amp_ctx():
-                        fake = views.G(z)
+                        fake = views.G(z, y)  # at the real batch's positions
                     r1 = config.r1_gamma > 0 and step % config.r1_every == 0
-                    loss_D, d_x, d_gz = d_step(views.D, opt_D, real, fake, amp_ctx, config, aug, r1)
+                    loss_D, d_x, d_gz = d_step(D_now, opt_D, real, fake, amp_ctx, config, aug, r1)
 
                     # Update G: make D call its slices real.
-                    loss_G = g_step(views.D_for_G, opt_G, fake, amp_ctx, config, aug, real)
+                    loss_G = g_step(D_now_for_G, opt_G, fake, amp_ctx, config, aug, real)
 
                     # Update EMA: the slowly moving average of G that samples and evaluation use.
                     if G_ema is not None:
@@ -334,12 +384,16 @@ def train(
                     "loss_G": means[1],
                     "D_x": means[2],
                     "D_G_z": means[3],
-                    "val_loss_D": val_loss_d(G, D, val_set.images, config, dev, amp_ctx) if val_set else None,
+                    "val_loss_D": val_loss_d(G, D, val_dev, config, dev, amp_ctx) if val_dev else None,
                     "lr": opt_G.param_groups[0]["lr"],
                     "seconds": round(seconds, 3),
                     "images_per_s": round(steps_per_epoch * config.batch_size / seconds, 1),
                 }
-                fakes = sample(G_show, fixed_z)
+                if config.with_masks:  # the slices and, in a grid of their own, their masks
+                    fakes, fake_masks = sample(G_show, fixed_z, masks=True)
+                    save_grid(masks_to_float(fake_masks), run_dir / "samples" / f"masks_{epoch + 1:04d}.png")
+                else:
+                    fakes = sample(G_show, fixed_z)
                 if eval_every and (epoch + 1) % eval_every == 0:
                     from .metrics import training_metrics
 
@@ -362,7 +416,8 @@ def train(
                     )
                 left = config.num_epochs - epoch - 1
                 if epoch == start_epoch and left:
-                    say(f"epoch {epoch + 1} took {seconds:.0f} s: about {seconds * left / 60:.1f} min for the other {left}")
+                    minutes = seconds * left / 60
+                    say(f"epoch {epoch + 1} took {seconds:.0f} s: about {minutes:.1f} min for the other {left}")
                 if callback is not None:
                     callback(
                         {"epoch": epoch + 1, "stats": stats, "G": G_show, "D": D, "fakes": fakes, "run_dir": run_dir}

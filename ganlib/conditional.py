@@ -1,0 +1,79 @@
+"""Slice-position control and image+mask pairs: the pieces both architectures share (issue 14).
+
+Every OASIS slice has a position (0-31, from its file name) and a 4-class mask (background, CSF, grey
+matter, white matter). Two switches of `TrainConfig` use them:
+
+- `positions=32`: G takes a position beside z (a learned embedding, concatenated to z) and D is told the
+  position too, by projection (Miyato & Koyama 2018): D's score gains the inner product of a learned
+  embedding of the position with D's last feature vector, so D judges "is this a real slice *at this
+  position*" without a second network. Asking for slice 16 then means G(z, 16).
+- `with_masks=True`: G outputs the slice and its mask together, 1 + 4 channels: the slice in [-1, 1] and the
+  mask as class probabilities (a softmax over the 4 channels). D sees both, real masks as one-hot channels,
+  so it can reject a slice whose mask does not fit it. Sampling takes the most likely class per pixel.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+NUM_CLASSES = 4  # background, CSF, grey matter, white matter
+EMBED_DIM = 32  # size of G's position embedding, concatenated to z
+
+
+def default_positions(n: int, positions: int, device=None) -> torch.Tensor:
+    """Positions 0, 1, ..., positions-1, 0, 1, ... for n samples: every position equally often, as in OASIS."""
+    return torch.arange(n, device=device) % positions
+
+
+def check_positions(y: torch.Tensor, positions: int) -> None:
+    """Refuse positions outside 0..positions-1 with one line (an Embedding would raise an index error)."""
+    if len(y) and (int(y.min()) < 0 or int(y.max()) >= positions):
+        raise ValueError(f"slice positions must be 0 to {positions - 1}, got {int(y.min())} to {int(y.max())}")
+
+
+def one_hot_masks(masks: torch.Tensor) -> torch.Tensor:
+    """Class ids (N, 1, R, R) -> one-hot float channels (N, 4, R, R), as real masks go into D."""
+    return F.one_hot(masks[:, 0].long(), NUM_CLASSES).permute(0, 3, 1, 2).float()
+
+
+def masks_to_float(masks: torch.Tensor) -> torch.Tensor:
+    """Class ids (N, 1, R, R) -> grey levels in [-1, 1] (background black, white matter white), for grids."""
+    return masks.float() / (NUM_CLASSES - 1) * 2 - 1
+
+
+def split_output(x: torch.Tensor, mask_classes: int, squash_image: bool) -> torch.Tensor:
+    """G's last layer -> its output: the image channel (Tanh if `squash_image`) and the mask's probabilities."""
+    if not mask_classes:
+        return torch.tanh(x) if squash_image else x
+    image, mask = x[:, :1], x[:, 1:]
+    return torch.cat([torch.tanh(image) if squash_image else image, mask.float().softmax(1).to(x.dtype)], 1)
+
+
+class PositionInput(nn.Module):
+    """G's conditioning: z (N, z_dim) and positions (N,) -> [z, embedding(position)] (N, z_dim + EMBED_DIM)."""
+
+    def __init__(self, positions: int):
+        super().__init__()
+        self.positions = positions
+        self.embed = nn.Embedding(positions, EMBED_DIM)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if y is None:
+            y = default_positions(len(z), self.positions, z.device)
+        return torch.cat([z, self.embed(y).to(z.dtype)], 1)
+
+
+class Projection(nn.Module):
+    """D's conditioning: the inner product of a learned embedding of the position with D's features h (N, C)."""
+
+    def __init__(self, positions: int, features: int):
+        super().__init__()
+        self.embed = nn.Embedding(positions, features)
+        nn.init.normal_(self.embed.weight, 0.0, features**-0.5)
+
+    def forward(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        if y is None:
+            raise ValueError("this discriminator is conditioned on slice positions: pass them as y")
+        return (self.embed(y).to(h.dtype) * h).sum(1)
