@@ -20,6 +20,7 @@ class TrainConfig:
     split: str = "train"
     val_split: str = "validate"
     max_images: int | None = None  # use only the first N slices of the split (smoke runs)
+    subject_share: float = 1.0  # train on this share of the split's subjects (a fixed random choice)
     # Model. `arch`: "dcgan" (the seed's networks) or "resnet" (R3GAN-style residual networks without
     # normalisation, ganlib.resnet). `width` is the channel count of G's last hidden layer and D's first.
     arch: str = "dcgan"
@@ -75,6 +76,8 @@ class TrainConfig:
             raise ValueError(f"augment_p={self.augment_p}: a probability, between 0 and 1")
         if self.r1_every < 1 or self.res_blocks < 1:
             raise ValueError("r1_every and res_blocks must be at least 1")
+        if not 0 < self.subject_share <= 1:
+            raise ValueError(f"subject_share={self.subject_share}: a share of the subjects, above 0 and at most 1")
         if self.positions < 0:
             raise ValueError(f"positions={self.positions}: the number of slice positions (32 for OASIS), or 0 for none")
 

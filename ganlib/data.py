@@ -7,6 +7,7 @@ PNGs every epoch. Bad input stops with a `DataError` that names the file and wha
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import logging
@@ -53,11 +54,32 @@ class SliceSet:
     def __len__(self) -> int:
         return len(self.files)
 
+    def subset(self, keep: torch.Tensor) -> SliceSet:
+        """The slices where the boolean `keep` (N,) is true, as a SliceSet of its own."""
+        rows = keep.nonzero().flatten()
+        return dataclasses.replace(
+            self,
+            images=self.images[rows],
+            case_ids=self.case_ids[rows],
+            slice_idx=self.slice_idx[rows],
+            files=[self.files[i] for i in rows.tolist()],
+            masks=self.masks[rows] if self.masks is not None else None,
+        )
+
     def fingerprint(self) -> str:
         """A short hash of the decoded pixels: the same for the same slices wherever they are stored."""
         h = hashlib.sha1(f"v1 {tuple(self.images.shape)}".encode())
         h.update(self.images.contiguous().numpy().tobytes())
         return h.hexdigest()[:16]
+
+
+def subject_subset(case_ids: torch.Tensor, share: float, seed: int = 0) -> torch.Tensor:
+    """A fixed random `share` of the subjects in `case_ids` (at least one), sorted: the scarce-data setting."""
+    if not 0 < share <= 1:
+        raise ValueError(f"subject_share={share}: a share of the training subjects, above 0 and at most 1")
+    cases = case_ids.unique()
+    pick = torch.randperm(len(cases), generator=torch.Generator().manual_seed(seed))
+    return cases[pick[: max(1, round(share * len(cases)))]].sort().values
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:

@@ -99,3 +99,37 @@ def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> tor
     finally:
         model.train(was_training)
     return torch.cat(out)
+
+
+def train_segmenter(
+    images: torch.Tensor,
+    masks: torch.Tensor,
+    steps: int = 1500,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    seed: int = 0,
+    width: int = 16,
+    device: str | torch.device = "cpu",
+) -> UNet:
+    """A U-Net trained on slices (N, 1, R, R) uint8 and their masks (N, 1, R, R) class ids, for `steps` steps.
+
+    The same number of steps whatever the set's size, so settings with more data get no more compute.
+    Batches are drawn with replacement from a generator seeded by `seed`, which also seeds the weights.
+    """
+    if len(images) != len(masks) or len(images) == 0:
+        raise ValueError(f"need as many masks as slices, and some: got {len(images)} slices, {len(masks)} masks")
+    torch.manual_seed(seed)
+    model = UNet(width=width).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    g = torch.Generator().manual_seed(seed)
+    model.train()
+    for _ in range(steps):
+        idx = torch.randint(len(images), (batch_size,), generator=g)
+        x = images[idx].to(device).float() / 127.5 - 1
+        loss = segmentation_loss(model(x), masks[idx, 0].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    return model.eval()

@@ -26,7 +26,16 @@ from . import checkpoint as ckpt_io
 from .augment import diff_augment
 from .conditional import masks_to_float, one_hot_masks
 from .config import TrainConfig, check_resume
-from .data import DataError, SliceSet, find_data_root, load_split, shown_path, split_dirs, to_float
+from .data import (
+    DataError,
+    SliceSet,
+    find_data_root,
+    load_split,
+    shown_path,
+    split_dirs,
+    subject_subset,
+    to_float,
+)
 from .device import autocast, bf16_supported, dist_info, pick_device
 from .distributed import sync_batchnorm
 from .losses import d_pair_loss, d_step, g_step
@@ -162,6 +171,9 @@ def load_data(config: TrainConfig, data, train_set, val_set) -> tuple[SliceSet, 
     masks = config.with_masks
     if train_set is None:
         train_set = load_split(config.split, config.resolution, data, max_images=config.max_images, with_masks=masks)
+    if config.subject_share < 1:  # the scarce-data setting: a fixed share of the subjects
+        chosen = subject_subset(train_set.case_ids, config.subject_share)
+        train_set = train_set.subset(torch.isin(train_set.case_ids, chosen))
     if val_set is None and config.val_split:
         root, _ = find_data_root(data)
         if split_dirs(root, config.val_split)[0].is_dir():

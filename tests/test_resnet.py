@@ -48,8 +48,9 @@ def test_each_output_depends_on_its_own_input_only():
 def test_rpgan_loss_values():
     real, fake = torch.tensor([2.0, 0.0]), torch.tensor([0.0, 1.0])
     softplus = torch.nn.functional.softplus
-    assert d_pair_loss(real, fake, "rpgan").item() == pytest.approx(((softplus(torch.tensor(-2.0)) + softplus(torch.tensor(1.0))) / 2).item())
-    assert g_loss(fake, "rpgan", real).item() == pytest.approx(((softplus(torch.tensor(2.0)) + softplus(torch.tensor(-1.0))) / 2).item())
+    sp = lambda v: softplus(torch.tensor(v)).item()  # noqa: E731
+    assert d_pair_loss(real, fake, "rpgan").item() == pytest.approx((sp(-2.0) + sp(1.0)) / 2)  # fake - real
+    assert g_loss(fake, "rpgan", real).item() == pytest.approx((sp(2.0) + sp(-1.0)) / 2)  # real - fake
     # The seed's pair loss is the sum of its two halves, as before.
     assert d_pair_loss(real, fake, "bce").item() == pytest.approx(
         (torch.nn.functional.binary_cross_entropy_with_logits(real, torch.ones(2))
@@ -104,7 +105,8 @@ def test_augment_probability():
 
 
 def test_bad_choices_are_refused_in_one_line():
-    for kw, match in ((dict(loss="wgan"), "loss='wgan'"), (dict(arch="vit"), "arch='vit'"), (dict(augment_p=1.5), "augment_p")):
+    bad = ((dict(loss="wgan"), "loss='wgan'"), (dict(arch="vit"), "arch='vit'"), (dict(augment_p=1.5), "augment_p"))
+    for kw, match in bad:
         with pytest.raises(ValueError, match=match):
             TrainConfig(**kw)
 
@@ -129,7 +131,8 @@ def test_r3gan_run_learns_and_resumes_exactly(tiny_data, tmp_path):
     stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
     assert after < 0.6 * before, (before, after)
     assert stats[-1]["loss_D"] < 0.69, stats[-1]  # softplus(0) = 0.693: D tells real from fake
-    part = train(dataclasses.replace(config, num_epochs=6), data=tiny_data, out=tmp_path / "b", progress=False, device="cpu")
+    short = dataclasses.replace(config, num_epochs=6)
+    part = train(short, data=tiny_data, out=tmp_path / "b", progress=False, device="cpu")
     train(config, data=tiny_data, resume=part, progress=False, device="cpu")
     a = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
     b = torch.load(part / "checkpoints" / "latest.pt", weights_only=True)
