@@ -8,8 +8,9 @@ matter, white matter). Two switches of `TrainConfig` use them:
   embedding of the position with D's last feature vector, so D judges "is this a real slice *at this
   position*" without a second network. Asking for slice 16 then means G(z, 16).
 - `with_masks=True`: G outputs the slice and its mask together, 1 + 4 channels: the slice in [-1, 1] and the
-  mask as class probabilities (a softmax over the 4 channels). D sees both, real masks as one-hot channels,
-  so it can reject a slice whose mask does not fit it. Sampling takes the most likely class per pixel.
+  mask as one-hot channels of the most likely class (a softmax over 4 channels, passed straight through:
+  D sees one-hot masks from G as from the data, G learns through the softmax). D sees slice and mask
+  together, so it can reject a slice whose mask does not fit it.
 """
 
 from __future__ import annotations
@@ -47,8 +48,12 @@ def split_output(x: torch.Tensor, mask_classes: int, squash_image: bool) -> torc
     """G's last layer -> its output: the image channel (Tanh if `squash_image`) and the mask's probabilities."""
     if not mask_classes:
         return torch.tanh(x) if squash_image else x
-    image, mask = x[:, :1], x[:, 1:]
-    return torch.cat([torch.tanh(image) if squash_image else image, mask.float().softmax(1).to(x.dtype)], 1)
+    image, probs = x[:, :1], x[:, 1:].float().softmax(1)
+    # Straight-through: D sees a one-hot mask, as real masks are (soft probabilities would give fakes away
+    # by their softness alone), while G's gradient flows as if through the softmax.
+    hard = F.one_hot(probs.argmax(1), mask_classes).permute(0, 3, 1, 2).to(probs.dtype)
+    mask = hard + probs - probs.detach()
+    return torch.cat([torch.tanh(image) if squash_image else image, mask.to(x.dtype)], 1)
 
 
 class PositionInput(nn.Module):
