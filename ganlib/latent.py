@@ -114,7 +114,7 @@ def principal_directions(
         for start in range(0, num_latents, batch_size):
             n = min(batch_size, num_latents - start)
             z = torch.randn(n, z_dim, generator=gen).to(device).requires_grad_(True)
-            x = G(z).flatten(1)
+            x = G(z)[:, :1].flatten(1)  # the slice (a paired G's mask channels come after it)
             num_pixels = x.shape[1]
             for p in range(probes):
                 u = torch.randn(x.shape, generator=gen).to(device)
@@ -219,10 +219,13 @@ def render_latent(
     psi: float,
     directions: torch.Tensor,
     size: int | None = 256,
+    position: int | None = None,
+    overlay: bool = False,
 ) -> Image.Image:
-    """The image the latent explorer shows: the seed's latent, truncated by psi, moved by `amounts`."""
+    """The image the latent explorer shows: the seed's latent, truncated by psi, moved by `amounts`
+    (at slice `position` for a position-conditioned G; with its mask tinted on with `overlay`)."""
     z = edit_latent(seed_latent(seed, G.z_dim), directions, amounts, psi)
-    return render(G, z, size=size)
+    return render(G, z, size=size, position=position, overlay=overlay)
 
 
 def render_interpolation(
@@ -249,9 +252,11 @@ def render_png(
     psi: float,
     directions: torch.Tensor,
     size: int | None = 256,
+    position: int | None = None,
+    overlay: bool = False,
 ) -> bytes:
     """`render_latent` as PNG bytes."""
-    return png_bytes(render_latent(G, seed, amounts, psi, directions, size))
+    return png_bytes(render_latent(G, seed, amounts, psi, directions, size, position, overlay))
 
 
 def sweep_image(G: torch.nn.Module, z: torch.Tensor, directions: torch.Tensor, amounts: Sequence[float]) -> Image.Image:

@@ -21,11 +21,14 @@ from .data import to_uint8
 from .models import sample
 
 
+def _grid_columns(n: int) -> int:
+    return max(1, int(np.ceil(np.sqrt(n))))
+
+
 def grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
     """A batch in [-1, 1] (N, 1, H, W) as one grayscale PIL grid."""
     images = images.detach().cpu().float()
-    nrow = nrow or max(1, int(np.ceil(np.sqrt(len(images)))))
-    grid = make_grid(images, nrow=nrow, padding=padding, pad_value=-1.0)[0]
+    grid = make_grid(images, nrow=nrow or _grid_columns(len(images)), padding=padding, pad_value=-1.0)[0]
     return Image.fromarray(to_uint8(grid).numpy(), mode="L")
 
 
@@ -105,11 +108,36 @@ def architecture_diagram(module: torch.nn.Module, example: torch.Tensor, title: 
     return fig
 
 
+# Mask overlay colours (RGB 0-1) for CSF, grey matter, white matter; background is left as it is.
+MASK_COLOURS = torch.tensor([[0.2, 0.5, 1.0], [0.2, 0.9, 0.3], [1.0, 0.6, 0.1]])
+
+
+def overlay_masks(images: torch.Tensor, masks: torch.Tensor, alpha: float = 0.4) -> torch.Tensor:
+    """Slices (N, 1, R, R) in [-1, 1] with their class ids (N, 1, R, R) tinted on: RGB (N, 3, R, R) in [-1, 1]."""
+    rgb = images.expand(-1, 3, -1, -1) * 0.5 + 0.5
+    colours = torch.cat([rgb.new_zeros(1, 3), MASK_COLOURS.to(rgb)])[masks[:, 0].long()].permute(0, 3, 1, 2)
+    tinted = torch.where(masks > 0, (1 - alpha) * rgb + alpha * colours, rgb)
+    return tinted * 2 - 1
+
+
 @torch.no_grad()
-def render(G: torch.nn.Module, z: torch.Tensor, size: int | None = None) -> Image.Image:
-    """The generator's image for one latent (z_dim,) or a batch, as a PIL image (a grid for a batch)."""
-    img = sample(G, z[None] if z.dim() == 1 else z)
-    out = grid_image(img, padding=0 if len(img) == 1 else 2)
+def render(
+    G: torch.nn.Module, z: torch.Tensor, size: int | None = None, position: int | None = None, overlay: bool = False
+) -> Image.Image:
+    """The generator's image for one latent (z_dim,) or a batch, as a PIL image (a grid for a batch).
+
+    A position-conditioned G draws the slice at `position` (default 0, 1, 2, ... across a batch); with
+    `overlay` a paired G's mask is tinted on (CSF blue, grey matter green, white matter orange).
+    """
+    z = z[None] if z.dim() == 1 else z
+    y = None if position is None else torch.full((len(z),), int(position))
+    pad = 0 if len(z) == 1 else 2
+    if overlay:
+        img = overlay_masks(*sample(G, z, y=y, masks=True))
+        grid = make_grid(img, nrow=_grid_columns(len(img)), padding=pad, pad_value=-1.0)
+        out = Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy(), mode="RGB")
+    else:
+        out = grid_image(sample(G, z, y=y), padding=pad)
     return out.resize((size, size), Image.BILINEAR) if size else out
 
 

@@ -2,7 +2,8 @@
 
 All the work (latents, directions, truncation, drawing) lives in `ganlib.latent`, which is
 tested without a browser; this module only lays out a seed box, one slider per principal
-direction and a truncation slider, and re-renders the image when any of them moves.
+direction and a truncation slider (and, for issue 14's generators, a slice-position slider and a mask
+overlay toggle), and re-renders the image when any of them moves.
 
 `InterpolationExplorer` does the same for a walk between two seeds.
 
@@ -72,14 +73,28 @@ class LatentExplorer(widgets.VBox):
             slider.add_class(SLIDER_CLASS)
             slider.add_class(f"ganlib-direction-{i}")
             self.sliders.append(slider)
+        # A position-conditioned G gets a slice-position slider, a paired G a mask overlay toggle.
+        net = getattr(G, "module", G)
+        condition = getattr(net, "condition", None)
+        self.position = (
+            widgets.IntSlider(value=condition.positions // 2, min=0, max=condition.positions - 1,
+                              description="slice position")
+            if condition is not None else None
+        )
+        paired = getattr(net, "mask_classes", 0)
+        self.overlay = widgets.Checkbox(value=False, description="show mask") if paired else None
+        extra = [w for w in (self.position, self.overlay) if w is not None]
+        for w, name in ((self.position, "ganlib-position-slider"), (self.overlay, "ganlib-mask-toggle")):
+            if w is not None:
+                w.add_class(name)
         self.reset = widgets.Button(description="reset sliders")
         self.image = square_image(size)
         self.image.add_class(IMAGE_CLASS)
 
-        for control in (self.seed, self.psi, *self.sliders):
+        for control in (self.seed, self.psi, *extra, *self.sliders):
             control.observe(self.update, names="value")
         self.reset.on_click(self._reset)
-        controls = widgets.VBox([self.seed, self.psi, *self.sliders, self.reset])
+        controls = widgets.VBox([self.seed, self.psi, *extra, *self.sliders, self.reset])
         super().__init__([row(controls, self.image)])
         self.update()
 
@@ -90,7 +105,11 @@ class LatentExplorer(widgets.VBox):
     def update(self, change=None) -> None:
         if self._quiet:
             return
-        self.image.value = render_png(self.G, self.seed.value, self.amounts, self.psi.value, self.directions, self.size)
+        self.image.value = render_png(
+            self.G, self.seed.value, self.amounts, self.psi.value, self.directions, self.size,
+            position=self.position.value if self.position is not None else None,
+            overlay=bool(self.overlay is not None and self.overlay.value),
+        )
 
     def _reset(self, _button=None) -> None:
         self._quiet = True  # one render for the whole reset, not one per slider

@@ -212,3 +212,32 @@ def test_direction_effects_measure_what_a_direction_does():
     assert effects[1]["brightness"] > 0.3 and abs(effects[1]["area"]) < 1e-6
     assert abs(effects[0]["centre_y"]) < 0.5  # grows in place
     assert latent.describe_effects(effects, 1.0)[0].startswith("direction 1, from -1 to +1: head area +")
+
+
+def test_explorer_of_a_paired_conditional_generator_has_position_and_mask_controls():
+    torch.manual_seed(0)
+    G = Generator(z_dim=16, resolution=32, width=8, positions=32, mask_classes=4).eval()
+    directions, strengths = latent.principal_directions(G, num_latents=16, k=2, probes=1)
+    ex = LatentExplorer(G, directions, strengths, seed=3, size=64)
+    assert ex.position.max == 31 and "ganlib-position-slider" in ex.position._dom_classes
+    assert ex.image.value == latent.render_png(G, 3, [0, 0], 1.0, directions, 64, position=16)
+    ex.position.value = 4
+    at_4 = latent.render_png(G, 3, [0, 0], 1.0, directions, 64, position=4)
+    assert ex.image.value == at_4 != latent.render_png(G, 3, [0, 0], 1.0, directions, 64, position=16)
+    ex.overlay.value = True
+    assert ex.image.value == latent.render_png(G, 3, [0, 0], 1.0, directions, 64, position=4, overlay=True)
+    assert Image.open(io.BytesIO(ex.image.value)).mode == "RGB"
+    # The plain generator's explorer has neither control.
+    plain = LatentExplorer(Generator(z_dim=16, resolution=32, width=8).eval(), directions, seed=3, size=64)
+    assert plain.position is None and plain.overlay is None
+
+
+def test_overlay_tints_only_the_labelled_pixels():
+    from ganlib.viz import MASK_COLOURS, overlay_masks
+
+    images = torch.zeros(1, 1, 2, 2)  # mid grey
+    masks = torch.tensor([[[[0, 1], [2, 3]]]])
+    rgb = overlay_masks(images, masks, alpha=0.5) * 0.5 + 0.5
+    assert torch.allclose(rgb[0, :, 0, 0], torch.full((3,), 0.5))  # background untouched
+    for k, (i, j) in enumerate(((0, 1), (1, 0), (1, 1))):
+        assert torch.allclose(rgb[0, :, i, j], 0.25 + 0.5 * MASK_COLOURS[k])
