@@ -43,7 +43,7 @@ def labelled_grid(
     rows: list[torch.Tensor], row_labels: list[str], col_labels: list[str] | None = None, title: str = "",
     size: float | None = None,
 ) -> plt.Figure:
-    """Rows of images (each (C, 1, H, W) in [-1, 1]) as one figure with a label per row and per column.
+    """Rows of images (each (C, 1, H, W) or RGB (C, 3, H, W), in [-1, 1]) as one figure, labelled per row and column.
 
     Labels live in the figure itself, so a saved or committed picture says what its rows and columns are.
     `size` is each image's side in inches; by default its own pixels at the figure's dpi (no resampling).
@@ -57,10 +57,10 @@ def labelled_grid(
             ax.set_xticks([]), ax.set_yticks([])
             for spine in ax.spines.values():
                 spine.set_visible(False)
-            if j < len(row):
-                ax.imshow(
-                    to_uint8(row[j].detach().cpu())[0].numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest"
-                )
+            if j < len(row):  # grey (1, H, W) or RGB (3, H, W), e.g. `overlay_masks`
+                pixels = to_uint8(row[j].detach().cpu())
+                pixels = pixels[0] if len(pixels) == 1 else pixels.permute(1, 2, 0)
+                ax.imshow(pixels.numpy(), cmap="gray", vmin=0, vmax=255, interpolation="nearest")
             if j == 0:
                 ax.set_ylabel(row_labels[i], rotation=0, ha="right", va="center", fontsize=8)
             if i == 0 and col_labels:
