@@ -37,9 +37,10 @@ from ganlib.audit import run_audit
 from ganlib.checkpoint import load_generator
 from ganlib.data import MASK_LEVELS, load_split, subject_subset, to_float, to_uint8
 from ganlib.models import sample
-from ganlib.segment import CLASS_NAMES, NUM_CLASSES, dice_per_class, predict, train_segmenter
+from ganlib.segment import CLASS_NAMES, NUM_CLASSES, UNet, dice_per_class, predict, train_segmenter
 
 OUT = Path(__file__).resolve().parent / "results" / "synthetic-segmentation-cpu64"
+RUNS = Path.home() / "ganlib-runs" / "segmentation"
 RESOLUTION = 64
 SETTINGS = ("real", "synthetic", "real+synthetic", "scarce", "scarce+synthetic")
 SCARCE_SHARE = 0.1
@@ -88,6 +89,7 @@ def score(model, test) -> dict:
 def run(args) -> None:
     results_path = args.out / "results.json"
     results = load_json(results_path)
+    args.runs.mkdir(parents=True, exist_ok=True)
     train = load_split("train", RESOLUTION, args.data, with_masks=True)
     test = load_split("test", RESOLUTION, args.data, with_masks=True)
     heldout = [load_split(s, RESOLUTION, args.data, with_masks=True) for s in ("validate", "test")]
@@ -117,7 +119,8 @@ def run(args) -> None:
         "threads": torch.get_num_threads(),
     }
 
-    # Checks of the generated masks (no training needed but the real segmenter's, below).
+    # Checks of the generated masks: per-position class shares and the audit here, the real-trained
+    # segmenter's agreement with them once that segmenter exists (`agreement`).
     real_props = class_proportions(train.masks, train.slice_idx)
     synth_props = class_proportions(synth[1], synth[2])
     results["mask_checks"] = {
@@ -135,7 +138,7 @@ def run(args) -> None:
     results["pair_audit"] = audit
     save_json(results_path, results)
 
-    for setting in SETTINGS:
+    for setting in args.settings or SETTINGS:
         if setting not in sets:
             print(f"{setting}: skipped (give --scarce-checkpoint, a generator trained on the scarce subjects only)")
             continue
@@ -146,16 +149,27 @@ def run(args) -> None:
             t0, load = time.time(), os.getloadavg()[0]
             images, masks = sets[setting]
             model = train_segmenter(images, masks, steps=args.steps, seed=seed)
+            torch.save(model.state_dict(), args.runs / f"{key}.pt")
             entry = {"setting": setting, "seed": seed, "train_slices": len(images), **score(model, test)}
             entry.update(seconds=round(time.time() - t0, 1), load1_before=round(load, 2))
-            if setting == "real":  # the real-trained segmenter on synthetic slices, against the generated masks
-                agree = dice_per_class(predict(model, to_float(synth[0])), synth[1][:, 0].long())
-                entry["agreement_with_generated_masks"] = agree.tolist()
             results = load_json(results_path)
             results[key] = entry
             save_json(results_path, results)
             print(key, {k: v for k, v in entry.items() if k in ("mean_tissue_dice", "dice", "seconds")}, flush=True)
-    write_report(args.out, load_json(results_path))
+    results = load_json(results_path)
+    results["agreement"] = agreement(args.runs, synth)
+    save_json(results_path, results)
+    write_report(args.out, results)
+
+
+def agreement(runs: Path, synth) -> dict:
+    """The real-trained segmenters (each seed's) on synthetic slices, Dice against the masks G drew with them."""
+    out = {}
+    for path in sorted(runs.glob("real-s*.pt")):
+        model = UNet()
+        model.load_state_dict(torch.load(path, weights_only=True))
+        out[path.stem] = dice_per_class(predict(model, to_float(synth[0])), synth[1][:, 0].long()).tolist()
+    return out
 
 
 def write_report(out: Path, results: dict) -> None:
@@ -186,6 +200,14 @@ def write_report(out: Path, results: dict) -> None:
             f"\ngenerated masks: class proportions per slice position differ from the real ones by "
             f"{checks['proportion_abs_diff_mean']:.3f} on average (largest {checks['proportion_abs_diff_max']:.3f})"
         )
+    agree = results.get("agreement")
+    if agree:
+        dice = torch.tensor(list(agree.values()))[:, list(TISSUES)]
+        lines.append(
+            "\nthe real-trained U-Net on synthetic slices, Dice against the generated masks: "
+            + ", ".join(f"{CLASS_NAMES[c]} {float(d):.3f}" for c, d in zip(TISSUES, dice.mean(0)))
+            + f" (mean over {len(agree)} seed(s))"
+        )
     audit = results.get("pair_audit")
     if audit:
         lines.append(
@@ -206,6 +228,8 @@ def main() -> None:
     p.add_argument("--scarce-checkpoint", help="run: a paired generator trained on the scarce subjects only")
     p.add_argument("--steps", type=int, default=600, help="run: U-Net training steps per job (batch 32)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--settings", nargs="+", choices=SETTINGS, help="run: only these settings (default: all)")
+    p.add_argument("--runs", type=Path, default=RUNS, help="where the trained U-Nets go (outside the repository)")
     p.add_argument("--out", type=Path, default=OUT, help="where results.json and table.md go")
     args = p.parse_args()
     if args.command == "run":

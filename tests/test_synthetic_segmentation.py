@@ -64,7 +64,7 @@ def test_the_comparison_runs_every_setting_and_keeps_finished_jobs(tmp_path):
     out = tmp_path / "out"
     cmd = [sys.executable, str(REPO / "benchmarks" / "synthetic_segmentation.py"), "run", "--data", str(DEMO_ROOT),
            "--checkpoint", str(ckpt), "--scarce-checkpoint", str(ckpt), "--steps", "2", "--seeds", "0", "1",
-           "--out", str(out)]
+           "--out", str(out), "--runs", str(tmp_path / "unets")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     first = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
@@ -73,14 +73,16 @@ def test_the_comparison_runs_every_setting_and_keeps_finished_jobs(tmp_path):
     assert {f"{s}-s{k}" for s in settings for k in (0, 1)} <= set(results)
     assert results["meta"]["train_slices"] == 288 and results["meta"]["scarce_subjects"] == 1
     assert results["synthetic-s0"]["train_slices"] == 288 and results["real+synthetic-s0"]["train_slices"] == 576
-    assert len(results["real-s0"]["dice"]) == 4 and len(results["real-s0"]["agreement_with_generated_masks"]) == 4
+    assert len(results["real-s0"]["dice"]) == 4 and len(results["agreement"]["real-s1"]) == 4
     props = torch.tensor(results["mask_checks"]["synthetic_proportions"])
     assert props.shape == (32, 4) and torch.allclose(props.sum(1), torch.ones(32))
     assert results["pair_audit"]["mem_exact_copies"] == 0
     table = (out / "table.md").read_text()
     assert "| scarce+synthetic | 320 |" in table and "synthetic-only / real-only" in table
 
-    second = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
+    assert (tmp_path / "unets" / "scarce+synthetic-s1.pt").exists()
+    second = subprocess.run(cmd + ["--settings", "real"], capture_output=True, text=True, cwd=REPO, env=env,
+                            timeout=600)
     assert second.returncode == 0, second.stderr[-2000:]
     again = json.loads((out / "results.json").read_text())
     assert again["real-s0"]["seconds"] == results["real-s0"]["seconds"]  # kept, not trained again
