@@ -30,6 +30,7 @@ import torch
 from ganlib.config import TrainConfig, get_preset
 from ganlib.data import load_split
 from ganlib.evaluate import evaluate, real_floor
+from ganlib.files import read_json, write_json
 
 OUT = Path(__file__).resolve().parent / "results" / "equal-compute-cpu64"
 RUNS = Path.home() / "ganlib-runs" / "equal-compute"
@@ -82,22 +83,11 @@ def budget_config(recipe: str, minutes: float, seed: int, rate: float) -> TrainC
     )
 
 
-def load_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def measure(args) -> None:
     """images/s of each recipe in a real (short) training run on the OASIS slices."""
     from ganlib.train import train
 
-    rates = load_json(args.out / "rates.json")
+    rates = read_json(args.out / "rates.json")
     train_set = load_split("train", RESOLUTION, args.data)
     for name in args.recipes or RECIPES:
         config = dataclasses.replace(RECIPES[name], num_epochs=2, epoch_images=args.measure_images, val_split="")
@@ -112,7 +102,7 @@ def measure(args) -> None:
             "date": time.strftime("%Y-%m-%d"),
         }
         print(name, rates[name], flush=True)
-        save_json(args.out / "rates.json", rates)
+        write_json(args.out / "rates.json", rates)
 
 
 def best_recipe(results: dict) -> str:
@@ -134,8 +124,8 @@ def run(args) -> None:
     """Train and score every job not done yet, in JOBS order; resumes a cut-off training run."""
     from ganlib.train import train
 
-    rates = load_json(args.out / "rates.json")
-    results = load_json(args.out / "results.json")
+    rates = read_json(args.out / "rates.json")
+    results = read_json(args.out / "results.json")
     floor_key = f"floor-heldout-n{N}"
     if floor_key not in results:
         report = real_floor(
@@ -143,7 +133,7 @@ def run(args) -> None:
             inception_weights=args.inception_weights, out_dir=args.runs / "floor",
         )
         results[floor_key] = {"metrics": report["metrics"], "sets": report["sets"]}
-        save_json(args.out / "results.json", results)
+        write_json(args.out / "results.json", results)
     train_set = load_split("train", RESOLUTION, args.data)
     for recipe, minutes, seed in args.jobs or JOBS:
         if recipe == "best":
@@ -172,7 +162,7 @@ def run(args) -> None:
         G, _ = load_generator(run_dir)
         z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(7))
         save_grid(sample(G, z), args.out / f"samples-{key}.png", nrow=16)
-        results = load_json(args.out / "results.json")  # another queue may have saved a job meanwhile
+        results = read_json(args.out / "results.json")  # another queue may have saved a job meanwhile
         results[key] = {
             "recipe": recipe,
             "minutes": minutes,
@@ -187,7 +177,7 @@ def run(args) -> None:
         }
         print(key, {k: round(v, 3) for k, v in report["metrics"].items()}, flush=True)
         results["meta"] = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
-        save_json(args.out / "results.json", results)
+        write_json(args.out / "results.json", results)
         write_report(args.out, results)
 
 
@@ -245,7 +235,7 @@ def main() -> None:
     args = p.parse_args()
     if args.jobs:
         args.jobs = [(r, float(m), int(s)) for r, m, s in args.jobs]
-    {"measure": measure, "run": run, "report": lambda a: write_report(a.out, load_json(a.out / "results.json"))}[
+    {"measure": measure, "run": run, "report": lambda a: write_report(a.out, read_json(a.out / "results.json"))}[
         args.command
     ](args)
 

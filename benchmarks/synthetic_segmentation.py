@@ -26,7 +26,6 @@ Jobs already in results.json are kept: a cut-off run continues with the next job
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ import torch
 from ganlib.audit import run_audit
 from ganlib.checkpoint import load_generator
 from ganlib.data import MASK_LEVELS, load_split, subject_subset, to_float, to_uint8
+from ganlib.files import read_json, write_json
 from ganlib.models import sample
 from ganlib.segment import CLASS_NAMES, NUM_CLASSES, UNet, dice_per_class, predict, train_segmenter
 
@@ -70,17 +70,6 @@ def class_proportions(masks: torch.Tensor, positions: torch.Tensor, n_positions:
     return out
 
 
-def load_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def save_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
-
-
 def score(model, test) -> dict:
     dice = dice_per_class(predict(model, to_float(test.images)), test.masks[:, 0])
     return {"dice": dice.tolist(), "mean_tissue_dice": float(dice[list(TISSUES)].mean())}
@@ -88,7 +77,7 @@ def score(model, test) -> dict:
 
 def run(args) -> None:
     results_path = args.out / "results.json"
-    results = load_json(results_path)
+    results = read_json(results_path)
     args.runs.mkdir(parents=True, exist_ok=True)
     train = load_split("train", RESOLUTION, args.data, with_masks=True)
     test = load_split("test", RESOLUTION, args.data, with_masks=True)
@@ -136,7 +125,7 @@ def run(args) -> None:
         torch.cat([pairs(s.images, s.masks) for s in heldout]),
     )
     results["pair_audit"] = audit
-    save_json(results_path, results)
+    write_json(results_path, results)
 
     for setting in args.settings or SETTINGS:
         if setting not in sets:
@@ -144,7 +133,7 @@ def run(args) -> None:
             continue
         for seed in args.seeds:
             key = f"{setting}-s{seed}"
-            if key in load_json(results_path):
+            if key in read_json(results_path):
                 continue
             t0, load = time.time(), os.getloadavg()[0]
             images, masks = sets[setting]
@@ -152,13 +141,13 @@ def run(args) -> None:
             torch.save(model.state_dict(), args.runs / f"{key}.pt")
             entry = {"setting": setting, "seed": seed, "train_slices": len(images), **score(model, test)}
             entry.update(seconds=round(time.time() - t0, 1), load1_before=round(load, 2))
-            results = load_json(results_path)
+            results = read_json(results_path)
             results[key] = entry
-            save_json(results_path, results)
+            write_json(results_path, results)
             print(key, {k: v for k, v in entry.items() if k in ("mean_tissue_dice", "dice", "seconds")}, flush=True)
-    results = load_json(results_path)
+    results = read_json(results_path)
     results["agreement"] = agreement(args.runs, synth)
-    save_json(results_path, results)
+    write_json(results_path, results)
     write_report(args.out, results)
 
 
@@ -237,7 +226,7 @@ def main() -> None:
             p.error("run needs --checkpoint (a paired generator: ganlib train --preset pairs)")
         run(args)
     else:
-        write_report(args.out, load_json(args.out / "results.json"))
+        write_report(args.out, read_json(args.out / "results.json"))
 
 
 if __name__ == "__main__":
