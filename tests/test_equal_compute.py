@@ -1,0 +1,44 @@
+"""benchmarks/equal_compute.py: the budget in images follows from the measured rate, and the "best" recipe is
+the new recipe with the lowest FID at 15 minutes."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def ec():
+    spec = importlib.util.spec_from_file_location("equal_compute", REPO / "benchmarks" / "equal_compute.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_budget_fills_the_minutes_in_whole_batches(ec):
+    config = ec.budget_config("dcgan-rp", 15, 1, rate=170.5)
+    total = config.num_epochs * config.epoch_images
+    assert total == 152_960 and config.epoch_images % config.batch_size == 0  # 170.5 * 900 = 153,450
+    assert 170.5 * 900 - total < config.batch_size * config.num_epochs
+    assert config.seed == 1 and config.name == "dcgan-rp-15min-s1" and config.val_split == ""
+    assert config.lr_step_epochs == 2  # four halvings, as the seed's 50 epochs have
+    # The preset behind the recipe is unchanged apart from the budget fields.
+    assert config.loss == "rpgan" and config.arch == "dcgan" and config.d_norm == "none"
+
+
+def test_best_recipe_is_the_lowest_new_fid_at_15_minutes(ec):
+    results = {
+        "floor-heldout-n2000": {"metrics": {"fid": 5.0}},
+        "seed-15min-s0": {"recipe": "seed", "minutes": 15, "seed": 0, "metrics": {"fid": 40.0}},
+        "modern-15min-s0": {"recipe": "modern", "minutes": 15, "seed": 0, "metrics": {"fid": 41.0}},
+        "r3gan-15min-s0": {"recipe": "r3gan", "minutes": 15, "seed": 0, "metrics": {"fid": 90.0}},
+        "dcgan-rp-15min-s0": {"recipe": "dcgan-rp", "minutes": 15, "seed": 0, "metrics": {"fid": 60.0}},
+        "r3gan-45min-s0": {"recipe": "r3gan", "minutes": 45, "seed": 0, "metrics": {"fid": 10.0}},
+    }
+    assert ec.best_recipe(results) == "dcgan-rp"  # seed and modern are the baselines, 45-minute runs don't count
+    with pytest.raises(SystemExit, match="no new recipe"):
+        ec.best_recipe({"seed-15min-s0": results["seed-15min-s0"]})
