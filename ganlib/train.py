@@ -281,6 +281,11 @@ def train(
         saved = ckpt_io.load_training_state(resume)
         config = check_resume(TrainConfig.from_dict(saved["config"]), config)
         run_dir = ckpt_io.resolve_checkpoint(resume).parents[1]
+        stored_root = saved.get("data_root")
+        if data is None and train_set is None and stored_root and Path(stored_root).is_dir():
+            data = stored_root  # where the run was trained, unless told otherwise
+            if rank == 0:
+                log.info("--resume: training on %s, the run's own data (--data to give another)", shown_path(data))
 
     # Data: the split as uint8 on the device, decoded once; a resumed run must see the same slices.
     train_set, val_set = load_data(config, data, train_set, val_set)
@@ -425,6 +430,7 @@ def train(
                         config=config.to_dict(),
                         stats=json.dumps(stats),
                         data_fingerprint=fingerprint,
+                        data_root=str(train_set.root),
                     )
                 left = config.num_epochs - epoch - 1
                 if epoch == start_epoch and left:

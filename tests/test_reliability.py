@@ -96,6 +96,15 @@ def test_resume_on_other_data_is_refused_unless_forced(finished_run, tmp_path):
     assert epochs_in(finished_run) == 3
 
 
+def test_resume_without_data_continues_on_the_runs_own_data(finished_run, tiny_data):
+    # The run was trained on tiny_data; from the repository (default data: the demo set) a bare resume goes on
+    # with tiny_data, where it used to be refused for a fingerprint mismatch.
+    assert torch.load(finished_run / "checkpoints" / "latest.pt", weights_only=True)["data_root"] == str(tiny_data)
+    r = cli("train", "--resume", str(finished_run), "--epochs", "3")
+    assert r.returncode == 0, r.stderr
+    assert epochs_in(finished_run) == 3 and "the run's own data" in r.stderr
+
+
 # ---------------------------------------------------------------- run folders
 
 
