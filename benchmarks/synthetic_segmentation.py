@@ -215,7 +215,7 @@ def main() -> None:
     p.add_argument("--data", help="data root with train, validate and test splits and their masks")
     p.add_argument("--checkpoint", help="run: the paired generator trained on all training subjects")
     p.add_argument("--scarce-checkpoint", help="run: a paired generator trained on the scarce subjects only")
-    p.add_argument("--steps", type=int, default=600, help="run: U-Net training steps per job (batch 32)")
+    p.add_argument("--steps", type=int, default=400, help="run: U-Net training steps per job (batch 32)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--settings", nargs="+", choices=SETTINGS, help="run: only these settings (default: all)")
     p.add_argument("--runs", type=Path, default=RUNS, help="where the trained U-Nets go (outside the repository)")

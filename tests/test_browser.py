@@ -169,16 +169,16 @@ def run_all_and_move_a_slider(page, base: str, token: str, app: str, tmp_path: P
     errors = error_outputs(page)
     assert not errors, f"a cell failed in {app}:\n" + "\n".join(e[-1500:] for e in errors)
 
-    image = page.locator("img.ganlib-latent-image")
+    image = page.locator("img.ganlib-latent-image").first  # the second is the paired generator's explorer
     image.scroll_into_view_if_needed()
     wait_until(lambda: image.evaluate("i => i.complete && i.naturalWidth > 0"), 30, "the latent image")
     before = pixels(image)
-    readout = page.locator(".ganlib-direction-0 .widget-readout")
+    readout = page.locator(".ganlib-direction-0 .widget-readout").first
     start_value = readout.inner_text()
     # Drag the handle of the first direction slider most of the way right, as a user would. (Arrow keys on
     # the focused handle move it in JupyterLab 4.6 but did nothing in Notebook 7.6.)
-    handle = page.locator(".ganlib-direction-0 .noUi-handle")
-    track = page.locator(".ganlib-direction-0 .noUi-target")
+    handle = page.locator(".ganlib-direction-0 .noUi-handle").first
+    track = page.locator(".ganlib-direction-0 .noUi-target").first
     handle.scroll_into_view_if_needed()
     h, t = handle.bounding_box(), track.bounding_box()
     y = h["y"] + h["height"] / 2
@@ -190,6 +190,15 @@ def run_all_and_move_a_slider(page, base: str, token: str, app: str, tmp_path: P
     wait_until(lambda: pixels(image) != before, IMAGE_CHANGE_S, "the latent image to change")
     page.screenshot(path=str(tmp_path / f"{app}.png"))
     image.screenshot(path=str(tmp_path / f"{app}-latent.png"))
+
+    # The paired generator's explorer: the mask toggle tints the slice, the position slider moves the cut.
+    paired = page.locator("img.ganlib-latent-image").nth(1)
+    paired.scroll_into_view_if_needed()
+    wait_until(lambda: paired.evaluate("i => i.complete && i.naturalWidth > 0"), 30, "the paired explorer's image")
+    before = pixels(paired)
+    page.locator(".ganlib-mask-toggle input").check()
+    wait_until(lambda: pixels(paired) != before, IMAGE_CHANGE_S, "the mask overlay to appear")
+    paired.screenshot(path=str(tmp_path / f"{app}-pairs-mask.png"))
 
 
 def check_in_browser(app: str, url_path: str, tmp_path: Path) -> None:

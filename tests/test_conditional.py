@@ -137,3 +137,22 @@ def test_cli_sample_writes_a_set_the_loader_reads(tmp_path, capsys):
     assert "--with-masks" in capsys.readouterr().err
     assert cli_main(["sample", "--checkpoint", str(tmp_path / "p.pt"), "--slice", "3", "--out", str(out)]) != 0
     assert "--slice: " in capsys.readouterr().err
+
+
+def test_pretrained_pairs_is_shipped_small_and_makes_pairs(tmp_path, capsys):
+    from ganlib.checkpoint import PRETRAINED_DIR, load_generator, resolve_checkpoint
+
+    path = resolve_checkpoint("pretrained-pairs")
+    assert path == PRETRAINED_DIR / "oasis64_pairs.pt" and path.stat().st_size < 20 * 2**20
+    assert (PRETRAINED_DIR / "oasis64_pairs.md").exists()  # its report beside it
+    G, config = load_generator("pretrained-pairs")
+    assert config.positions == 32 and config.with_masks and config.resolution == 64
+    out = tmp_path / "syn"
+    assert cli_main(["sample", "--checkpoint", "pretrained-pairs", "--slice", "16", "--with-masks", "--n", "8",
+                     "--out", str(out)]) == 0
+    synthetic = load_split("train", 64, out, with_masks=True)
+    assert len(synthetic) == 8 and set(synthetic.slice_idx.tolist()) == {16}
+    # A trained paired G draws masks with all four classes, and brain where its mask says brain.
+    images, masks = synthetic.images.float() / 127.5 - 1, synthetic.masks
+    assert set(masks.unique().tolist()) == {0, 1, 2, 3}
+    assert images[masks > 0].mean() > images[masks == 0].mean() + 0.5

@@ -24,7 +24,14 @@ from ganlib.data import DEMO_ROOT
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK_DIR = REPO / "notebooks"
-NOTEBOOKS = ["01_data_exploration", "02_architecture", "03_training", "04_sample_inspection", "05_improving_the_gan"]
+NOTEBOOKS = [
+    "01_data_exploration",
+    "02_architecture",
+    "03_training",
+    "04_sample_inspection",
+    "05_improving_the_gan",
+    "06_synthetic_data_for_segmentation",
+]
 MAX_BYTES = 1_000_000
 MAX_TEXT_LINES = 60  # of any one text output
 NBVAL_TIMEOUT_S = 300
