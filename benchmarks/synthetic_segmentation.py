@@ -34,10 +34,11 @@ import torch
 
 from ganlib.audit import run_audit
 from ganlib.checkpoint import load_generator
+from ganlib.conditional import default_positions
 from ganlib.data import MASK_LEVELS, load_split, subject_subset, to_float, to_uint8
 from ganlib.files import read_json, write_json
 from ganlib.models import sample
-from ganlib.segment import CLASS_NAMES, NUM_CLASSES, UNet, dice_per_class, predict, train_segmenter
+from ganlib.segment import CLASS_NAMES, UNet, class_proportions, dice_per_class, predict, train_segmenter
 
 OUT = Path(__file__).resolve().parent / "results" / "synthetic-segmentation-cpu64"
 RUNS = Path.home() / "ganlib-runs" / "segmentation"
@@ -55,19 +56,9 @@ def synthetic_pairs(checkpoint: str, n: int, seed: int = 0) -> tuple[torch.Tenso
     if config.resolution != RESOLUTION:
         raise SystemExit(f"{checkpoint}: makes {config.resolution}px slices; this comparison is at {RESOLUTION}px")
     z = torch.randn(n, config.z_dim, generator=torch.Generator().manual_seed(seed))
-    y = torch.arange(n) % config.positions
+    y = default_positions(n, config.positions)
     images, masks = sample(G, z, y=y, masks=True)
     return to_uint8(images), masks.to(torch.uint8), y
-
-
-def class_proportions(masks: torch.Tensor, positions: torch.Tensor, n_positions: int = 32) -> torch.Tensor:
-    """Share of each class's pixels per slice position: (positions, classes)."""
-    out = torch.zeros(n_positions, NUM_CLASSES)
-    for p in range(n_positions):
-        m = masks[positions == p]
-        if len(m):
-            out[p] = torch.bincount(m.flatten().long(), minlength=NUM_CLASSES).float() / m.numel()
-    return out
 
 
 def score(model, test) -> dict:

@@ -111,7 +111,7 @@ def cmd_train(args) -> int:
 
 def cmd_sample(args) -> int:
     from .checkpoint import load_generator
-    from .conditional import masks_to_float
+    from .conditional import default_positions, masks_to_float
     from .data import to_uint8
     from .models import sample
     from .viz import save_grid
@@ -130,7 +130,7 @@ def cmd_sample(args) -> int:
     z = torch.randn(args.n, config.z_dim, generator=g).to(next(G.parameters()).device)
     y = None
     if config.positions:  # one position for all, or every position in turn
-        y = torch.full((args.n,), args.slice) if args.slice is not None else torch.arange(args.n) % config.positions
+        y = torch.full((args.n,), args.slice) if args.slice is not None else default_positions(args.n, config.positions)
     images, masks = sample(G, z, y=y, masks=True) if args.with_masks else (sample(G, z, y=y), None)
     from PIL import Image
 

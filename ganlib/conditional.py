@@ -19,7 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NUM_CLASSES = 4  # background, CSF, grey matter, white matter
+from .data import NUM_CLASSES
+
 EMBED_DIM = 32  # size of G's position embedding, concatenated to z
 
 

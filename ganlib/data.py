@@ -33,6 +33,7 @@ IMAGE_RE = re.compile(r"^case_(\d+)_slice_(\d+)\.nii\.png$")
 MASK_RE = re.compile(r"^seg_(\d+)_slice_(\d+)\.nii\.png$")
 STRAY_NAMES = {"Thumbs.db", "desktop.ini"}
 MASK_LEVELS = 85  # masks store classes 0..3 as 0, 85, 170, 255
+NUM_CLASSES = 4  # background, CSF, grey matter, white matter
 
 
 class DataError(Exception):

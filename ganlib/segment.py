@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-NUM_CLASSES = 4
+from .data import NUM_CLASSES, to_float
+
 CLASS_NAMES = ("background", "CSF", "grey matter", "white matter")
 
 
@@ -37,6 +38,21 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     inter = (probs * onehot).sum(dim=(0, 2, 3))
     total = probs.sum(dim=(0, 2, 3)) + onehot.sum(dim=(0, 2, 3))
     return 1.0 - ((2 * inter + eps) / (total + eps)).mean()
+
+
+def class_proportions(masks: torch.Tensor, positions: torch.Tensor, n_positions: int = 32) -> torch.Tensor:
+    """Share of each class's pixels per slice position: (positions, classes), from class ids (N, 1, R, R)
+    and positions (N,).
+
+    The check that generated masks have at each position the anatomy real ones have (a position with no
+    slices keeps zeros).
+    """
+    out = torch.zeros(n_positions, NUM_CLASSES)
+    for p in range(n_positions):
+        m = masks[positions == p]
+        if len(m):
+            out[p] = torch.bincount(m.flatten().long(), minlength=NUM_CLASSES).float() / m.numel()
+    return out
 
 
 def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -126,7 +142,7 @@ def train_segmenter(
     model.train()
     for _ in range(steps):
         idx = torch.randint(len(images), (batch_size,), generator=g)
-        x = images[idx].to(device).float() / 127.5 - 1
+        x = to_float(images[idx].to(device))
         loss = segmentation_loss(model(x), masks[idx, 0].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -26,10 +26,12 @@ def _grid_columns(n: int) -> int:
 
 
 def grid_image(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> Image.Image:
-    """A batch in [-1, 1] (N, 1, H, W) as one grayscale PIL grid."""
+    """A batch in [-1, 1] (N, 1, H, W) as one grayscale PIL grid, or RGB (N, 3, H, W) as an RGB one."""
     images = images.detach().cpu().float()
-    grid = make_grid(images, nrow=nrow or _grid_columns(len(images)), padding=padding, pad_value=-1.0)[0]
-    return Image.fromarray(to_uint8(grid).numpy(), mode="L")
+    grid = to_uint8(make_grid(images, nrow=nrow or _grid_columns(len(images)), padding=padding, pad_value=-1.0))
+    if images.shape[1] == 3:
+        return Image.fromarray(grid.permute(1, 2, 0).numpy(), mode="RGB")
+    return Image.fromarray(grid[0].numpy(), mode="L")
 
 
 def save_grid(images: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> Path:
@@ -131,13 +133,8 @@ def render(
     """
     z = z[None] if z.dim() == 1 else z
     y = None if position is None else torch.full((len(z),), int(position))
-    pad = 0 if len(z) == 1 else 2
-    if overlay:
-        img = overlay_masks(*sample(G, z, y=y, masks=True))
-        grid = make_grid(img, nrow=_grid_columns(len(img)), padding=pad, pad_value=-1.0)
-        out = Image.fromarray(to_uint8(grid).permute(1, 2, 0).numpy(), mode="RGB")
-    else:
-        out = grid_image(sample(G, z, y=y), padding=pad)
+    img = overlay_masks(*sample(G, z, y=y, masks=True)) if overlay else sample(G, z, y=y)
+    out = grid_image(img, padding=0 if len(z) == 1 else 2)
     return out.resize((size, size), Image.BILINEAR) if size else out
 
 

@@ -59,3 +59,11 @@ def test_a_short_fit_learns_a_simple_segmentation():
         opt.step()
     after = dice_per_class(predict(net, x), y)
     assert after.min().item() > 0.8 and after.mean().item() > before + 0.3, (before, after)
+
+
+def test_class_proportions_per_position_by_hand():
+    from ganlib.segment import class_proportions
+
+    masks = torch.tensor([[[[0, 1], [2, 3]]], [[[3, 3], [3, 0]]], [[[1, 1], [1, 1]]]])
+    props = class_proportions(masks, torch.tensor([0, 0, 2]), n_positions=3)
+    assert props.tolist() == [[0.25, 0.125, 0.125, 0.5], [0, 0, 0, 0], [0, 1, 0, 0]]
