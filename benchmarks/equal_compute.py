@@ -38,6 +38,7 @@ RESOLUTION = 64
 EPOCHS = 10  # every budget is cut into 10 epochs: a checkpoint each, StepLR halving after 2, 4, 6, 8
 METRICS = "fid,kid,swd"
 N = 2000
+CPU_NAME = "this 2-vCPU CPU"
 
 # The recipes: the seed and the old `modern` preset, R3GAN's recipe (`r3gan`) and single switches of it.
 RECIPES: dict[str, TrainConfig] = {
@@ -68,9 +69,9 @@ JOBS = [
 ]
 
 
-def budget_config(recipe: str, minutes: float, seed: int, rate: float) -> TrainConfig:
+def budget_config(recipe: str, minutes: float, seed: int, rate: float, resolution: int = RESOLUTION) -> TrainConfig:
     """`recipe` trained for `minutes` of this machine at `rate` images/s, in EPOCHS epochs of whole batches."""
-    base = RECIPES[recipe]
+    base = dataclasses.replace(RECIPES[recipe], resolution=resolution)
     per_epoch = int(rate * minutes * 60 / EPOCHS) // base.batch_size * base.batch_size
     return dataclasses.replace(
         base,
@@ -151,34 +152,66 @@ def run(args) -> None:
         t0 = time.time()
         run_dir = train(config, out=folder, resume=previous, train_set=train_set, val_set=None, progress=False)
         stats = [json.loads(x) for x in (run_dir / "stats.jsonl").read_text().splitlines()]
-        report = evaluate(
-            run_dir, metrics=METRICS, n=N, split="heldout", data=args.data,
-            inception_weights=args.inception_weights, out_dir=run_dir / "evaluation",
-        )
-        from ganlib.checkpoint import load_generator
-        from ganlib.models import sample
-        from ganlib.viz import save_grid
+        record(args, key, recipe, minutes, seed, run_dir, stats, config, rates, trained_on=CPU_NAME,
+               seconds=round(time.time() - t0, 1))
 
-        G, _ = load_generator(run_dir)
-        z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(7))
-        save_grid(sample(G, z), args.out / f"samples-{key}.png", nrow=16)
-        results = read_json(args.out / "results.json")  # another queue may have saved a job meanwhile
-        results[key] = {
-            "recipe": recipe,
-            "minutes": minutes,
-            "seed": seed,
-            "images": stats[-1]["images_seen"],
-            "rate_images_per_s": rates[recipe]["images_per_s"],
-            "train_seconds_this_session": round(time.time() - t0, 1),
-            "train_seconds_logged": round(sum(s["seconds"] for s in stats), 1),
-            "run": f"{key}/{run_dir.name}",
-            "metrics": report["metrics"],
-            "config": config.to_dict(),
-        }
-        print(key, {k: round(v, 3) for k, v in report["metrics"].items()}, flush=True)
-        results["meta"] = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
-        write_json(args.out / "results.json", results)
-        write_report(args.out, results)
+
+def score(args) -> None:
+    """Score generators trained elsewhere for these jobs' image budgets (`gpu_run.py equal` on a lent GPU):
+    the same evaluation as `run`, here; each file is KEY.pt, an exported generator with its stats inside."""
+    from ganlib.checkpoint import load
+
+    rates = read_json(args.out / "rates.json")
+    for path in sorted(Path(args.generators).glob("*.pt")):
+        key = path.stem
+        if key in read_json(args.out / "results.json"):
+            continue
+        ckpt = load(path)
+        config = TrainConfig.from_dict(ckpt["config"])
+        recipe, minutes, seed = key.rsplit("-", 2)[0], float(key.rsplit("-", 2)[1][: -len("min")]), config.seed
+        expected = budget_config(recipe, minutes, seed, rates[recipe]["images_per_s"])
+        if config != expected:
+            raise SystemExit(f"{path}: its config is not the {key} job's (budget or recipe differ); not scored")
+        stats = json.loads(ckpt["stats"])
+        if stats[-1]["images_seen"] != expected.num_epochs * expected.epoch_images:
+            raise SystemExit(f"{path}: trained {stats[-1]['images_seen']:,} images of its budget; not scored")
+        print(f"{key}: scoring {path}", flush=True)
+        record(args, key, recipe, minutes, seed, path, stats, expected, rates, trained_on=args.trained_on)
+
+
+def record(args, key, recipe, minutes, seed, source, stats, config, rates, trained_on, seconds=None) -> None:
+    """Evaluate `source` (a run folder or generator file) and save its row in results.json and the table."""
+    from ganlib.checkpoint import load_generator
+    from ganlib.models import sample
+    from ganlib.viz import save_grid
+
+    eval_dir = args.runs / key / "evaluation" if Path(source).is_file() else Path(source) / "evaluation"
+    report = evaluate(
+        source, metrics=METRICS, n=N, split="heldout", data=args.data,
+        inception_weights=args.inception_weights, out_dir=eval_dir,
+    )
+    G, _ = load_generator(source)
+    z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(7))
+    save_grid(sample(G, z), args.out / f"samples-{key}.png", nrow=16)
+    results = read_json(args.out / "results.json")  # another queue may have saved a job meanwhile
+    results[key] = {
+        "recipe": recipe,
+        "minutes": minutes,
+        "seed": seed,
+        "images": stats[-1]["images_seen"],
+        "rate_images_per_s": rates[recipe]["images_per_s"],
+        "trained_on": trained_on,
+        "train_seconds_logged": round(sum(s["seconds"] for s in stats), 1),
+        "run": str(source) if Path(source).is_file() else f"{key}/{Path(source).name}",
+        "metrics": report["metrics"],
+        "config": config.to_dict(),
+    }
+    if seconds is not None:
+        results[key]["train_seconds_this_session"] = seconds
+    print(key, {k: round(v, 3) for k, v in report["metrics"].items()}, flush=True)
+    results["meta"] = {"cpu": platform.processor() or platform.machine(), "torch": torch.__version__}
+    write_json(args.out / "results.json", results)
+    write_report(args.out, results)
 
 
 def write_report(out: Path, results: dict) -> None:
@@ -223,7 +256,7 @@ def write_report(out: Path, results: dict) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("command", choices=("measure", "run", "report"))
+    p.add_argument("command", choices=("measure", "run", "score", "report"))
     p.add_argument("--data", help="data root (default: the library's choice)")
     p.add_argument("--out", type=Path, default=OUT, help="where rates.json, results.json and the table go")
     p.add_argument("--runs", type=Path, default=RUNS, help="where the training runs go")
@@ -232,10 +265,12 @@ def main() -> None:
     p.add_argument("--measure-images", type=int, default=1280, help="measure: images per timed epoch")
     p.add_argument("--job", nargs=3, action="append", dest="jobs", metavar=("RECIPE", "MINUTES", "SEED"),
                    help="run: only this job (repeatable); default: the JOBS list")
+    p.add_argument("--generators", help="score: a folder of KEY.pt generators trained elsewhere for these budgets")
+    p.add_argument("--trained-on", default="NVIDIA H100 (benchmarks/gpu_run.py equal)", help="score: the machine")
     args = p.parse_args()
     if args.jobs:
         args.jobs = [(r, float(m), int(s)) for r, m, s in args.jobs]
-    {"measure": measure, "run": run, "report": lambda a: write_report(a.out, read_json(a.out / "results.json"))}[
+    {"measure": measure, "run": run, "score": score, "report": lambda a: write_report(a.out, read_json(a.out / "results.json"))}[
         args.command
     ](args)
 

@@ -21,6 +21,7 @@ inside `--budget-s` and report.json always holds what was done:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import platform
@@ -71,7 +72,7 @@ def cmd_join(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from ganlib.config import get_preset, parse_set
+    from ganlib.config import TrainConfig, get_preset, parse_set
     from ganlib.data import load_pack
     from ganlib.train import train
 
@@ -79,7 +80,12 @@ def cmd_train(args) -> int:
     overrides = parse_set(args.set)
     if "validate" not in sets:  # a train-only pack: no validation loss, rather than the demo set's
         overrides["val_split"] = ""
-    config = get_preset(args.preset, **overrides)
+    if args.config:  # a whole config, as `equal` writes them
+        config = dataclasses.replace(TrainConfig.from_dict(json.loads(Path(args.config).read_text())), **overrides)
+    elif args.preset:
+        config = get_preset(args.preset, **overrides)
+    else:
+        raise SystemExit("gpu_run.py train: give --preset NAME or --config FILE")
     run_dir = train(
         config,
         out=args.runs,
@@ -372,6 +378,90 @@ def cmd_run(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- there: equal-compute jobs, side by side
+
+EQUAL_JOBS = [("seed", 45, 0), ("seed", 45, 1), ("dcgan-rp", 45, 0), ("dcgan-rp", 45, 1), ("modern", 15, 0),
+              ("r3gan-lazy", 15, 0)]
+
+
+def cmd_equal(args) -> int:
+    """benchmarks/equal_compute.py's jobs trained here, all at once: the image budget each would get on the
+    2-core CPU (its rate there x its minutes), the GPU only doing it sooner. Nothing is scored here (the
+    Inception weights stay home): the generators come back as one tar, split in parts, to be scored there."""
+    import tarfile
+
+    sys.path.insert(0, str(HERE))
+    from equal_compute import OUT as EQUAL_OUT
+    from equal_compute import budget_config
+
+    from ganlib.checkpoint import export_generator
+    from ganlib.config import parse_set
+    from ganlib.files import read_json
+
+    out, runs_root = Path(args.out), Path(args.runs)
+    s = Session(out, args.budget_s)
+    s.report["command"] = " ".join(["python", "benchmarks/gpu_run.py", *sys.argv[1:]])
+    s.report["machine"] = machine_info(args.device)
+    s.say(f"machine: {json.dumps({k: v for k, v in s.report['machine'].items() if k != 'nvidia_smi'})}")
+    rates = read_json(EQUAL_OUT / "rates.json")
+    overrides = parse_set(args.set)
+    jobs = [(r, float(m), int(seed)) for r, m, seed in args.jobs] if args.jobs else EQUAL_JOBS
+    procs = {}
+    for recipe, minutes, seed in jobs:
+        config = budget_config(recipe, minutes, seed, rates[recipe]["images_per_s"])
+        config = dataclasses.replace(config, **overrides)  # tests shrink the networks; real runs set nothing
+        folder = runs_root / config.name
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.json").write_text(json.dumps(config.to_dict()))
+        cmd = [sys.executable, str(Path(__file__).resolve()), "train", "--pack", args.pack, "--runs", str(folder),
+               "--device", args.device, "--config", str(folder / "config.json"), "--checkpoint-every", "1"]
+        log = open(folder / "log.txt", "w")
+        env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        procs[config.name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), time.monotonic())
+        s.report["parts"][config.name] = {"images": config.num_epochs * config.epoch_images, "status": "running"}
+        s.say(f"{config.name}: {config.num_epochs * config.epoch_images:,} images, started")
+    s.save()
+    ended: dict[str, float] = {}  # when each process was seen to end
+    while len(ended) < len(procs) and s.left() > RESERVE_S:
+        ended.update({n: time.monotonic() for n, (p, _) in procs.items() if n not in ended and p.poll() is not None})
+        time.sleep(0.5)
+    staging = Path(tempfile.mkdtemp())
+    for name, (proc, t0) in procs.items():
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+            status = "stopped at the deadline"
+        else:
+            status = "ok" if proc.returncode == 0 else f"failed (exit {proc.returncode})"
+        part = s.report["parts"][name]
+        part.update(status=status, seconds=round(ended.get(name, time.monotonic()) - t0, 1))
+        part["log_tail"] = (runs_root / name / "log.txt").read_text()[-1500:]
+        run_dir = find_run(runs_root / name, name)
+        if run_dir is not None and (run_dir / "checkpoints" / "latest.pt").exists():
+            part["run"] = run_summary(run_dir, part["seconds"])
+            export_generator(run_dir / "checkpoints" / "latest.pt", staging / f"{name}.pt")
+        s.say(f"{name}: {status} after {part['seconds']} s, {part.get('run', {}).get('images_seen', 0):,} images")
+        s.save()
+    with tarfile.open(out / "generators.tar", "w") as tar:
+        for f in sorted(staging.glob("*.pt")):
+            tar.add(f, arcname=f.name)
+    data = (out / "generators.tar").read_bytes()
+    (out / "generators.tar").unlink()
+    files = ["report.json", "log.txt"]
+    for i in range(0, len(data), CHUNK):
+        (out / f"generators.tar.part{i // CHUNK}").write_bytes(data[i : i + CHUNK])
+        files.append(f"generators.tar.part{i // CHUNK}")
+    s.report["files"], s.report["seconds"] = files, round(time.monotonic() - s.t0, 1)
+    s.save()
+    for name, part in s.report["parts"].items():
+        r = part.get("run", {})
+        s.say(f"{name}: {part['status']}, {r.get('epochs_done', 0)} epochs, {r.get('images_seen', 0):,} images, "
+              f"loop {r.get('train_loop_s')} s, median {r.get('images_per_s_median')} images/s")
+    if len(files) > MAX_FILES:
+        s.say(f"warning: {len(files)} files, more than the {MAX_FILES} the device returns")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -412,11 +502,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for both runs (tests)")
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("equal", help="there: equal_compute.py's jobs for their CPU image budgets, side by side")
+    p.add_argument("--pack", required=True, help="the 64px training split (pack --resolution 64 --splits train)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--runs", default=os.path.join(tempfile.gettempdir(), "ganlib-gpu-equal"))
+    p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    p.add_argument("--budget-s", type=float, default=480)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads of each training process")
+    p.add_argument("--job", nargs=3, action="append", dest="jobs", metavar=("RECIPE", "MINUTES", "SEED"),
+                   help="a job (repeatable); default: the 45-minute pairs and two 15-minute recipes")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every job (tests)")
+    p.set_defaults(func=cmd_equal)
+
     p = sub.add_parser("train", help=argparse.SUPPRESS)
     p.add_argument("--pack", required=True)
     p.add_argument("--runs", required=True)
     p.add_argument("--device", default="cuda")
-    p.add_argument("--preset", required=True)
+    p.add_argument("--preset")
+    p.add_argument("--config", help="a TrainConfig as JSON (instead of --preset)")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--checkpoint-every", type=int, default=5)
     p.set_defaults(func=cmd_train)

@@ -42,3 +42,48 @@ def test_best_recipe_is_the_lowest_new_fid_at_15_minutes(ec):
     assert ec.best_recipe(results) == "dcgan-rp"  # seed and modern are the baselines, 45-minute runs don't count
     with pytest.raises(SystemExit, match="no new recipe"):
         ec.best_recipe({"seed-15min-s0": results["seed-15min-s0"]})
+
+
+def _generator_file(path: Path, config, images: int) -> Path:
+    """An exported generator as gpu_run.py equal returns them: fp16 weights, config and stats inside."""
+    import json
+
+    import torch
+
+    from ganlib.models import build_generator
+
+    G = build_generator(config)
+    stats = [{"epoch": config.num_epochs, "images_seen": images, "seconds": 1.0}]
+    torch.save({"G": {k: v.half() for k, v in G.state_dict().items()}, "config": config.to_dict(),
+                "epoch": config.num_epochs, "step": 1, "stats": json.dumps(stats)}, path)
+    return path
+
+
+@pytest.mark.parametrize("fault", ["budget", "recipe", "unfinished"])
+def test_score_refuses_a_generator_that_is_not_its_jobs(ec, tmp_path, fault):
+    """A generator trained elsewhere is scored only if it is exactly its job: the recipe, the image budget the
+    CPU's rate gives, and all of it trained; anything else is one clear refusal and nothing is written."""
+    import argparse
+    import dataclasses
+    import shutil
+
+    out = tmp_path / "out"
+    out.mkdir()
+    shutil.copy(ec.OUT / "rates.json", out / "rates.json")
+    rate = ec.read_json(out / "rates.json")["seed"]["images_per_s"]
+    config = ec.budget_config("seed", 15, 1, rate)
+    images = config.num_epochs * config.epoch_images
+    if fault == "budget":
+        config = dataclasses.replace(config, epoch_images=config.epoch_images * 2)
+    elif fault == "recipe":
+        config = dataclasses.replace(config, loss="hinge")
+    else:
+        images //= 2
+    (tmp_path / "gens").mkdir()
+    _generator_file(tmp_path / "gens" / "seed-15min-s1.pt", config, images)
+    args = argparse.Namespace(out=out, generators=tmp_path / "gens", runs=tmp_path / "runs", data=None,
+                              inception_weights=None, trained_on="test")
+    expected = "of its budget" if fault == "unfinished" else "its config is not the seed-15min-s1 job's"
+    with pytest.raises(SystemExit, match=expected):
+        ec.score(args)
+    assert not (out / "results.json").exists()

@@ -145,3 +145,43 @@ def test_a_train_only_pack_trains_without_validation(tmp_path):
     (run,) = (tmp_path / "runs").iterdir()
     stats = json.loads((run / "stats.jsonl").read_text())
     assert stats["val_loss_D"] is None and json.loads((run / "config.json").read_text())["val_split"] == ""
+
+
+@pytest.mark.slow
+def test_equal_compute_jobs_side_by_side_on_cpu(pack, tmp_path):
+    """`equal` trains each job for the image budget equal_compute gives it on the CPU, all at once, and
+    returns every generator in one split tar that `join` puts back together, loadable and scorable here."""
+    import tarfile
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    from equal_compute import OUT, budget_config
+
+    from ganlib.files import read_json
+
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    args = ["equal", "--pack", str(pack), "--out", str(out), "--runs", str(runs), "--device", "cpu"]
+    args += ["--job", "seed", "0.1", "0", "--job", "dcgan-rp", "0.1", "1", "--threads", "1", "--budget-s", "300"]
+    args += ["--set", "resolution=32", "--set", "g_width=8", "--set", "d_width=8"]
+    proc = gpu_run(*args)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    rates = read_json(OUT / "rates.json")
+    for recipe, seed in (("seed", 0), ("dcgan-rp", 1)):
+        expected = budget_config(recipe, 0.1, seed, rates[recipe]["images_per_s"])
+        part = report["parts"][expected.name]
+        assert part["status"] == "ok", part
+        assert part["images"] == part["run"]["images_seen"] == expected.num_epochs * expected.epoch_images > 0
+        assert part["run"]["config"]["seed"] == seed and part["run"]["config"]["loss"] == expected.loss
+    assert report["files"][:2] == ["report.json", "log.txt"] and report["files"][2] == "generators.tar.part0"
+
+    assert gpu_run("join", str(out)).returncode == 0
+    with tarfile.open(out / "generators.tar") as tar:
+        tar.extractall(tmp_path / "gens", filter="data")
+    for name in ("seed-0.1min-s0", "dcgan-rp-0.1min-s1"):
+        G, config = load_generator(tmp_path / "gens" / f"{name}.pt")
+        assert config.name == name and G(torch.randn(2, config.z_dim)).shape == (2, 1, 32, 32)
+
+
+def test_train_needs_a_preset_or_a_config(pack):
+    proc = gpu_run("train", "--pack", str(pack), "--runs", "unused", "--device", "cpu")
+    assert proc.returncode != 0 and "give --preset NAME or --config FILE" in proc.stderr
