@@ -270,9 +270,9 @@ def main() -> None:
     args = p.parse_args()
     if args.jobs:
         args.jobs = [(r, float(m), int(s)) for r, m, s in args.jobs]
-    {"measure": measure, "run": run, "score": score, "report": lambda a: write_report(a.out, read_json(a.out / "results.json"))}[
-        args.command
-    ](args)
+    commands = {"measure": measure, "run": run, "score": score}
+    commands["report"] = lambda a: write_report(a.out, read_json(a.out / "results.json"))
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
