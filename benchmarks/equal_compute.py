@@ -73,6 +73,8 @@ def budget_config(recipe: str, minutes: float, seed: int, rate: float, resolutio
     """`recipe` trained for `minutes` of this machine at `rate` images/s, in EPOCHS epochs of whole batches."""
     base = dataclasses.replace(RECIPES[recipe], resolution=resolution)
     per_epoch = int(rate * minutes * 60 / EPOCHS) // base.batch_size * base.batch_size
+    if per_epoch == 0:
+        raise ValueError(f"{minutes:g} minutes at {rate} images/s is less than one batch per epoch: give more minutes")
     return dataclasses.replace(
         base,
         name=f"{recipe}-{minutes:g}min-s{seed}",

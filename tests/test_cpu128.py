@@ -1,0 +1,51 @@
+"""benchmarks/cpu128.py: the 128x128 model trained for an image budget fixed from this CPU's rate, resumable,
+then scored beside the floor, audited and exported; it refuses to ship a run that has not finished."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from ganlib.checkpoint import load_generator
+from tests.conftest import write_layout
+from tests.test_evaluate import tiny_weights  # noqa: F401  (a fixture: a small TorchScript "Inception")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cpu128():
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("cpu128", REPO / "benchmarks" / "cpu128.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights):  # noqa: F811
+    data = write_layout(tmp_path / "data", {"train": [1, 2, 3, 4], "validate": [402], "test": [441]}, slices=16)
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    out.mkdir()
+    (out / "rate.json").write_text(json.dumps({"dcgan-rp": {"images_per_s": 1.1}}))  # 10 epochs of one batch
+    common = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--minutes", "10"]
+
+    with pytest.raises(SystemExit, match="0 of 10 epochs trained; run `train` again first"):
+        cpu128.main(["finish", *common, "--no-ship"])
+    cpu128.main(["train", *common])
+    (run,) = (runs / "dcgan-rp-10min-s0").glob("0*")
+    stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert len(stats) == 10 and stats[-1]["images_seen"] == 640
+    cpu128.main(["train", *common])  # finished: run again, it trains nothing more
+    assert len((run / "stats.jsonl").read_text().splitlines()) == 10
+
+    cpu128.main(["finish", *common, "--no-ship", "--n", "16", "--inception-weights", str(tiny_weights)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["images"] == 640 and summary["fid"] > 0 and summary["floor_fid"] >= 0
+    assert summary["exact_copies"] == 0 and Path(summary["file"]) == out / "generator.pt"
+    G, config = load_generator(out / "generator.pt")
+    assert config.resolution == 128 and config.loss == "rpgan" and (out / "samples.png").exists()
