@@ -87,3 +87,24 @@ def test_score_refuses_a_generator_that_is_not_its_jobs(ec, tmp_path, fault):
     with pytest.raises(SystemExit, match=expected):
         ec.score(args)
     assert not (out / "results.json").exists()
+
+
+def test_summary_gives_mean_and_spread_over_seeds(ec, tmp_path):
+    results = {
+        "floor-heldout-n2000": {"metrics": {"fid": 5.0, "kid_mean": 0.001, "swd": 9.0}},
+        "seed-45min-s0": {"recipe": "seed", "minutes": 45, "seed": 0, "metrics": {"fid": 40.0}},
+        "seed-45min-s1": {"recipe": "seed", "minutes": 45, "seed": 1, "metrics": {"fid": 50.0}},
+        "dcgan-rp-15min-s0": {"recipe": "dcgan-rp", "minutes": 15, "seed": 0, "metrics": {"fid": 60.0}},
+    }
+    rows = ec.summarise(results)
+    assert [(r["recipe"], r["minutes"], r["seeds"]) for r in rows] == [("dcgan-rp", 15, 1), ("seed", 45, 2)]
+    assert rows[1]["fid_mean"] == 45.0 and rows[1]["fid_spread"] == 10.0 and rows[1]["fid_max"] == 50.0
+    for r in results.values():
+        if "recipe" in r:
+            r.update(images=1, rate_images_per_s=1.0, trained_on="NVIDIA H100 (gpu_run.py equal)")
+            r["metrics"].update(kid_mean=0.1, swd=10.0)
+    ec.write_report(tmp_path, results)
+    table = (tmp_path / "table.md").read_text()
+    assert "| seed | 45 | 1 | 1 | 1.0 | H100 | 50.0 | 10.0x |" in table  # a run, and where it trained
+    assert "| seed | 45 | 2 | 45.0 | 10.0 | 10.0x |" in table  # the recipe at 45 minutes over its two seeds
+    assert (tmp_path / "fid_vs_minutes.png").stat().st_size > 0
