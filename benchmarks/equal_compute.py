@@ -66,6 +66,13 @@ JOBS = [
     ("seed", 45, 1),
     ("r3gan-noaug", 15, 0),
     ("r3gan-w32", 15, 0),
+    # Does the ranking hold with more minutes? (trained on a lent GPU for these budgets: gpu_run.py equal)
+    ("best", 90, 0),
+    ("seed", 90, 0),
+    ("best", 90, 1),
+    ("seed", 90, 1),
+    ("seed", 15, 1),
+    ("best", 15, 1),
 ]
 
 
