@@ -52,3 +52,5 @@ def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights):  # no
     assert summary["exact_copies"] == 0 and Path(summary["file"]) == out / "generator.pt"
     G, config = load_generator(out / "generator.pt")
     assert config.resolution == 128 and config.loss == "rpgan" and (out / "samples.png").exists()
+    card = (out / "generator.md").read_text()  # the model card beside the weights
+    assert "640 images (10 epochs of 64)" in card and f"| oasis128_cpu | {summary['fid']:.1f} |" in card
