@@ -21,8 +21,6 @@ PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 # `cpu` preset trained on the bundled demo set by `make demo`. Each can also be named: `--checkpoint cpu_demo`.
 PRETRAINED = ("oasis128.pt", "cpu_demo.pt")
 PAIRS = "oasis64_pairs.pt"  # the position-conditioned slice+mask generator: `--checkpoint pretrained-pairs`
-# The 128x128 OASIS model trained on this project's 2-core CPU (benchmarks/cpu128.py): `--checkpoint oasis128_cpu`.
-NAMED = (*PRETRAINED, "oasis128_cpu.pt")
 
 
 def save_atomic(obj: dict, path: str | os.PathLike) -> None:
@@ -105,8 +103,8 @@ def load(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint file from a file path, a run folder (its latest checkpoint), 'pretrained' or a shipped name."""
     p = Path(path)
-    if str(path) in {Path(n).stem for n in NAMED} and (PRETRAINED_DIR / f"{path}.pt").exists():
-        return PRETRAINED_DIR / f"{path}.pt"  # a shipped generator by name: "oasis128", "cpu_demo", "oasis128_cpu"
+    if str(path) in {Path(n).stem for n in PRETRAINED} and (PRETRAINED_DIR / f"{path}.pt").exists():
+        return PRETRAINED_DIR / f"{path}.pt"  # a shipped generator by name: "oasis128", "cpu_demo"
     if str(path) == "pretrained-pairs":
         if (PRETRAINED_DIR / PAIRS).exists():
             return PRETRAINED_DIR / PAIRS
