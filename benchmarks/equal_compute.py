@@ -50,6 +50,8 @@ RECIPES: dict[str, TrainConfig] = {
     # R3GAN's objective and optimiser on the seed's fast DCGAN networks (the `dcgan-rp` preset).
     "dcgan-rp": get_preset("dcgan-rp"),
     "r3gan-w32": get_preset("r3gan", g_width=32, d_width=32),
+    # dcgan-rp with a 48-wide G: the 128 px generator within the 20 MB a shipped file may have (cpu128.py).
+    "dcgan-rp-g48": get_preset("dcgan-rp", g_width=48),
 }
 
 # The order jobs run in: a first look at every recipe at 15 minutes, then the 45-minute runs of the seed and
