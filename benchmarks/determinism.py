@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import subprocess
 import sys
@@ -21,6 +20,8 @@ import tempfile
 from pathlib import Path
 
 import torch
+
+from ganlib.files import write_json
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # (label, torch threads, bf16 autocast)
@@ -63,8 +64,7 @@ def main(argv=None) -> int:
     for d in diffs:
         print(f"{d['a']:<24} vs {d['b']:<24} max |G weight diff| {d['max_abs_weight_diff']:.3g}")
     out = args.json or RESULTS / f"determinism-cpu-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_json(out, result)}")
     return 0
 
 

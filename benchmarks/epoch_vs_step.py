@@ -30,6 +30,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import throughput  # noqa: E402  (benchmarks/ is not a package)
 
+from ganlib.files import write_json  # noqa: E402
+
 RESULTS = HERE / "results"
 
 
@@ -94,8 +96,7 @@ def main(argv=None) -> int:
     result["real_epochs"] = real_epochs(args.preset, args.data, args.epochs)
     print(json.dumps(result["real_epochs"], indent=1), flush=True)
     out = args.json or RESULTS / f"epoch-vs-step-cpu128-{result['date']}.json"
-    out.write_text(json.dumps(result, indent=1) + "\n")
-    print(f"wrote {out}")
+    print(f"wrote {write_json(out, result)}")
     return 0
 
 

@@ -117,6 +117,29 @@ def measure(args) -> None:
         write_json(args.out / "rates.json", rates)
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One training job: a recipe given the images `minutes` of this CPU train, with a training seed."""
+
+    recipe: str
+    minutes: float
+    seed: int
+
+    @property
+    def key(self) -> str:  # also the name budget_config gives the job's TrainConfig
+        return f"{self.recipe}-{self.minutes:g}min-s{self.seed}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Job:
+        recipe, minutes, seed = key.rsplit("-", 2)
+        return cls(recipe, float(minutes.removesuffix("min")), int(seed.removeprefix("s")))
+
+    def config(self, rates: dict) -> TrainConfig:
+        if self.recipe not in rates:
+            raise SystemExit(f"no measured rate for {self.recipe}: run `measure` first")
+        return budget_config(self.recipe, self.minutes, self.seed, rates[self.recipe]["images_per_s"])
+
+
 def best_recipe(results: dict) -> str:
     """The new recipe with the lowest FID at 15 minutes (training seed 0)."""
     runs = [r for r in results.values() if "recipe" in r and r["minutes"] == 15 and r["seed"] == 0]
@@ -150,52 +173,53 @@ def run(args) -> None:
     for recipe, minutes, seed in args.jobs or JOBS:
         if recipe == "best":
             recipe = best_recipe(results)
-        key = f"{recipe}-{minutes:g}min-s{seed}"
-        if key in results:
+        job = Job(recipe, minutes, seed)
+        if job.key in results:
             continue
-        if recipe not in rates:
-            raise SystemExit(f"no measured rate for {recipe}: run `measure` first")
-        config = budget_config(recipe, minutes, seed, rates[recipe]["images_per_s"])
-        folder = args.runs / key
+        config = job.config(rates)
+        folder = args.runs / job.key
         previous = find_run(folder)
         how = f"resuming {previous.name}" if previous else "new"
-        print(f"{key}: {config.num_epochs * config.epoch_images:,} images ({how})", flush=True)
+        print(f"{job.key}: {config.num_epochs * config.epoch_images:,} images ({how})", flush=True)
         t0 = time.time()
         run_dir = train(config, out=folder, resume=previous, train_set=train_set, val_set=None, progress=False)
         stats = [json.loads(x) for x in (run_dir / "stats.jsonl").read_text().splitlines()]
-        record(args, key, recipe, minutes, seed, run_dir, stats, config, rates, trained_on=CPU_NAME,
-               seconds=round(time.time() - t0, 1))
+        record(args, job, run_dir, stats, rates, trained_on=CPU_NAME, seconds=round(time.time() - t0, 1))
 
 
 def score(args) -> None:
     """Score generators trained elsewhere for these jobs' image budgets (`gpu_run.py equal` on a lent GPU):
-    the same evaluation as `run`, here; each file is KEY.pt, an exported generator with its stats inside."""
+    the same evaluation as `run`, here; each file is an exported generator with its config and stats inside."""
     from ganlib.checkpoint import load
 
     rates = read_json(args.out / "rates.json")
     for path in sorted(Path(args.generators).glob("*.pt")):
-        key = path.stem
-        if key in read_json(args.out / "results.json"):
-            continue
         ckpt = load(path)
         config = TrainConfig.from_dict(ckpt["config"])
-        recipe, minutes, seed = key.rsplit("-", 2)[0], float(key.rsplit("-", 2)[1][: -len("min")]), config.seed
-        expected = budget_config(recipe, minutes, seed, rates[recipe]["images_per_s"])
+        try:
+            job = Job.from_key(config.name)  # budget_config names a job's config by its key
+        except ValueError:
+            raise SystemExit(f"{path}: {config.name!r} is not an equal-compute job's config; not scored") from None
+        if job.key in read_json(args.out / "results.json"):
+            continue
+        expected = job.config(rates)
         if config != expected:
-            raise SystemExit(f"{path}: its config is not the {key} job's (budget or recipe differ); not scored")
+            raise SystemExit(f"{path}: its config is not the {job.key} job's (budget or recipe differ); not scored")
         stats = json.loads(ckpt["stats"])
         if stats[-1]["images_seen"] != expected.num_epochs * expected.epoch_images:
             raise SystemExit(f"{path}: trained {stats[-1]['images_seen']:,} images of its budget; not scored")
-        print(f"{key}: scoring {path}", flush=True)
-        record(args, key, recipe, minutes, seed, path, stats, expected, rates, trained_on=args.trained_on)
+        print(f"{job.key}: scoring {path}", flush=True)
+        record(args, job, path, stats, rates, trained_on=args.trained_on)
 
 
-def record(args, key, recipe, minutes, seed, source, stats, config, rates, trained_on, seconds=None) -> None:
-    """Evaluate `source` (a run folder or generator file) and save its row in results.json and the table."""
+def record(args, job: Job, source, stats: list[dict], rates: dict, trained_on: str, seconds=None) -> None:
+    """Evaluate `source` (a run folder or generator file, trained for `job` with per-epoch `stats`) and save
+    its row in results.json and the table."""
     from ganlib.checkpoint import load_generator
     from ganlib.models import sample
     from ganlib.viz import save_grid
 
+    key = job.key
     eval_dir = args.runs / key / "evaluation" if Path(source).is_file() else Path(source) / "evaluation"
     report = evaluate(
         source, metrics=METRICS, n=N, split="heldout", data=args.data,
@@ -206,16 +230,16 @@ def record(args, key, recipe, minutes, seed, source, stats, config, rates, train
     save_grid(sample(G, z), args.out / f"samples-{key}.png", nrow=16)
     results = read_json(args.out / "results.json")  # another queue may have saved a job meanwhile
     results[key] = {
-        "recipe": recipe,
-        "minutes": minutes,
-        "seed": seed,
+        "recipe": job.recipe,
+        "minutes": job.minutes,
+        "seed": job.seed,
         "images": stats[-1]["images_seen"],
-        "rate_images_per_s": rates[recipe]["images_per_s"],
+        "rate_images_per_s": rates[job.recipe]["images_per_s"],
         "trained_on": trained_on,
         "train_seconds_logged": round(sum(s["seconds"] for s in stats), 1),
         "run": str(source) if Path(source).is_file() else f"{key}/{Path(source).name}",
         "metrics": report["metrics"],
-        "config": config.to_dict(),
+        "config": job.config(rates).to_dict(),
     }
     if seconds is not None:
         results[key]["train_seconds_this_session"] = seconds

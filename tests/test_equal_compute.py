@@ -4,6 +4,7 @@ the new recipe with the lowest FID at 15 minutes."""
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def ec():
     spec = importlib.util.spec_from_file_location("equal_compute", REPO / "benchmarks" / "equal_compute.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("equal_compute", module)  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -59,7 +61,7 @@ def _generator_file(path: Path, config, images: int) -> Path:
     return path
 
 
-@pytest.mark.parametrize("fault", ["budget", "recipe", "unfinished"])
+@pytest.mark.parametrize("fault", ["budget", "recipe", "unfinished", "foreign"])
 def test_score_refuses_a_generator_that_is_not_its_jobs(ec, tmp_path, fault):
     """A generator trained elsewhere is scored only if it is exactly its job: the recipe, the image budget the
     CPU's rate gives, and all of it trained; anything else is one clear refusal and nothing is written."""
@@ -77,16 +79,27 @@ def test_score_refuses_a_generator_that_is_not_its_jobs(ec, tmp_path, fault):
         config = dataclasses.replace(config, epoch_images=config.epoch_images * 2)
     elif fault == "recipe":
         config = dataclasses.replace(config, loss="hinge")
+    elif fault == "foreign":  # a generator of some other run: its config does not name a job
+        config = dataclasses.replace(config, name="seed")
     else:
         images //= 2
     (tmp_path / "gens").mkdir()
     _generator_file(tmp_path / "gens" / "seed-15min-s1.pt", config, images)
     args = argparse.Namespace(out=out, generators=tmp_path / "gens", runs=tmp_path / "runs", data=None,
                               inception_weights=None, trained_on="test")
-    expected = "of its budget" if fault == "unfinished" else "its config is not the seed-15min-s1 job's"
+    expected = {"unfinished": "of its budget", "foreign": "'seed' is not an equal-compute job's config"}.get(
+        fault, "its config is not the seed-15min-s1 job's")
     with pytest.raises(SystemExit, match=expected):
         ec.score(args)
     assert not (out / "results.json").exists()
+
+
+def test_job_key_is_its_configs_name(ec):
+    job = ec.Job("dcgan-rp-g48", 90, 1)
+    assert job.key == "dcgan-rp-g48-90min-s1" and ec.Job.from_key(job.key) == job
+    assert job.config({"dcgan-rp-g48": {"images_per_s": 41.1}}).name == job.key
+    with pytest.raises(SystemExit, match="no measured rate for dcgan-rp-g48"):
+        job.config({})
 
 
 def test_summary_gives_mean_and_spread_over_seeds(ec, tmp_path):
