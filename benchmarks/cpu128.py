@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import shutil
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 sys.path.insert(0, str(HERE))  # equal_compute's budget rule, shared
 
 import torch  # noqa: E402
@@ -67,9 +69,12 @@ def cmd_finish(args) -> None:
     if len(stats) < config.num_epochs:
         raise SystemExit(f"{config.name}: {len(stats)} of {config.num_epochs} epochs trained; run `train` again first")
     common = dict(n=args.n, split="heldout", data=args.data, inception_weights=args.inception_weights)
+    out = args.out / config.name  # one folder of results per run; the floor is shared
     if not (args.out / "floor" / "report.json").exists():
         real_floor(resolution=RESOLUTION, out_dir=args.out / "floor", **common)
-    report = evaluate(run_dir, out_dir=args.out / "eval", **common)
+        keep_patients_out(args.out / "floor", args.runs / "floor-audit")
+    report = evaluate(run_dir, out_dir=out / "eval", **common)
+    keep_patients_out(out / "eval", run_dir / "audit")
     floor = json.loads((args.out / "floor" / "report.json").read_text())["metrics"]
     target = run_dir / f"{SHIPPED}.pt"  # outside the repository; copied into it with --ship if small enough
     export_generator(run_dir / "checkpoints" / "latest.pt", target)
@@ -81,7 +86,7 @@ def cmd_finish(args) -> None:
         target = PRETRAINED_DIR / target.name
     G, _ = load_generator(target)
     z = torch.randn(64, G.z_dim, generator=torch.Generator().manual_seed(0))
-    save_grid(sample(G, z), args.out / "samples.png", nrow=8)
+    save_grid(sample(G, z), out / "samples.png", nrow=8)
     m = report["metrics"]
     summary = {
         "run": str(run_dir),
@@ -99,15 +104,51 @@ def cmd_finish(args) -> None:
         "file": str(target),
         "file_mb": round(size_mb, 1),
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    card = model_card(config, summary, m, floor)
-    (args.out / "model_card.md").write_text(card)
+    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    card = model_card(config, summary, m, floor, reports=out.relative_to(REPO) if out.is_relative_to(REPO) else out)
+    (out / "model_card.md").write_text(card)
     if target.parent == PRETRAINED_DIR:
         target.with_suffix(".md").write_text(card)
     print(json.dumps(summary, indent=1))
 
 
-def model_card(config, s: dict, m: dict, floor: dict) -> str:
+def keep_patients_out(report_dir: Path, keep: Path) -> None:
+    """Move the audit's nearest-pair figures (real OASIS training slices) out of the repository, to `keep`,
+    and say so in report.md where they were linked; the numbers and the distance plot stay."""
+    report = report_dir / "report.md"
+    text = report.read_text()
+    for figure in sorted(report_dir.glob("memorization_pairs_*.png")):
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.move(figure, keep / figure.name)
+    for name in sorted(set(re.findall(r"\]\((memorization_pairs_\w+\.png)\)", text))):
+        line = next(x for x in text.splitlines() if f"]({name})" in x)
+        where = f"`{keep / name}` on the machine that ran it"
+        text = text.replace(line, f"*{name} shows real training slices, so it stays out of the repository: {where}*")
+    report.write_text(text)
+
+
+def describe(c) -> str:
+    """The recipe in words, from its config (what the model card says is what was trained)."""
+    loss = {"bce": "non-saturating BCE", "hinge": "hinge", "rpgan": "the relativistic pairing (RpGAN)"}[c.loss]
+    penalties = [f"{name} (gamma {g:g})" for name, g in (("R1", c.r1_gamma), ("R2", c.r2_gamma)) if g]
+    every = "every step" if c.r1_every == 1 else f"every {c.r1_every} steps"
+    parts = [f"{loss} loss" + (f" with {' and '.join(penalties)} {every}" if penalties else ""),
+             f"Adam {c.lr_g:g} ({c.betas[0]:g}, {c.betas[1]:g})"]
+    if c.ema_kimg:
+        parts.append(f"an EMA of G with a {c.ema_kimg:g}k-image half-life")
+    elif c.ema_beta:
+        parts.append(f"an EMA of G (beta {c.ema_beta:g})")
+    if c.augment:
+        parts.append(f"DiffAugment ({c.augment}) on {c.augment_p:.0%} of D's inputs")
+    if c.arch == "resnet":
+        parts.append(f"residual networks without normalisation, G {c.g_width} and D {c.d_width} wide")
+    else:
+        norm = {"batch": "BatchNorm", "spectral": "spectral norm", "none": "no normalisation"}[c.d_norm]
+        parts.append(f"the seed's DCGAN networks, G {c.g_width} and D {c.d_width} wide, {norm} in D")
+    return "; ".join(parts)
+
+
+def model_card(config, s: dict, m: dict, floor: dict, reports: Path) -> str:
     """The shipped generator's report: what it is, how it was trained, how it scores, from the numbers."""
     minutes = s["images"] / s["rate_images_per_s"] / 60
     row = "| {} | {:.1f} | {:.4f} | {:.1f} | {:.3f} / {:.3f} | {:.0f} | {:.3f} / {:.4f} |"
@@ -115,9 +156,7 @@ def model_card(config, s: dict, m: dict, floor: dict) -> str:
         f"# {SHIPPED}.pt: the 128x128 OASIS generator trained on this project's 2-core CPU",
         "",
         f"- **What**: the EMA generator (fp16 state dict, config and per-epoch stats inside, {s['file_mb']} MB) of the "
-        f"`{config.name.rsplit('-', 2)[0]}` recipe at 128x128 (`benchmarks/cpu128.py`): R3GAN's relativistic pairing "
-        "loss with R1 and R2 every 4 steps, Adam 2e-4 (0, 0.99), an EMA with a 20k-image half-life, DiffAugment on "
-        "half of D's inputs, on the seed's DCGAN networks with D's BatchNorm taken out.",
+        f"`{config.name.rsplit('-', 2)[0]}` recipe at 128x128 (`benchmarks/cpu128.py`): {describe(config)}.",
         f"- **File**: `{s['file']}` ({s['file_mb']} MB; the repository ships generators of at most "
         f"{MAX_SHIPPED_MB} MB).",
         f"- **Trained** on the 5,120 OASIS training slices for {s['images']:,} images "
@@ -136,7 +175,7 @@ def model_card(config, s: dict, m: dict, floor: dict) -> str:
                    floor["msssim_real"], floor["mem_exact_copies"], floor["mem_share_pixel"],
                    floor.get("mem_share_inception", float("nan"))),
         "",
-        f"FID is {s['fid_over_floor']:.1f}x the floor's. Reports: `benchmarks/results/cpu128/`.",
+        f"FID is {s['fid_over_floor']:.1f}x the floor's. Reports: `{reports.as_posix()}/` and the floor's beside it.",
         "",
     ])
 

@@ -27,7 +27,7 @@ def cpu128():
 
 
 @pytest.mark.slow
-def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights):  # noqa: F811
+def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights, monkeypatch):  # noqa: F811
     data = write_layout(tmp_path / "data", {"train": [1, 2, 3, 4], "validate": [402], "test": [441]}, slices=16)
     out, runs = tmp_path / "out", tmp_path / "runs"
     out.mkdir()
@@ -51,11 +51,36 @@ def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights):  # no
     shipped = PRETRAINED_DIR / "oasis128_cpu.pt"
     assert not shipped.exists()
     cpu128.main(["finish", *common, "--ship", "--n", "16", "--inception-weights", str(tiny_weights)])
-    summary = json.loads((out / "summary.json").read_text())
+    results = out / "dcgan-rp-10min-s0"  # one folder per run, the floor beside them
+    summary = json.loads((results / "summary.json").read_text())
     assert summary["images"] == 640 and summary["fid"] > 0 and summary["floor_fid"] >= 0
     assert summary["exact_copies"] == 0 and Path(summary["file"]) == run / "oasis128_cpu.pt"  # not in the repo
     assert summary["file_mb"] > cpu128.MAX_SHIPPED_MB and not shipped.exists()
     G, config = load_generator(run / "oasis128_cpu.pt")
-    assert config.resolution == 128 and config.loss == "rpgan" and (out / "samples.png").exists()
-    card = (out / "model_card.md").read_text()  # the model card beside the weights
+    assert config.resolution == 128 and config.loss == "rpgan" and (results / "samples.png").exists()
+    card = (results / "model_card.md").read_text()  # the model card beside the weights
     assert "640 images (10 epochs of 64)" in card and f"| oasis128_cpu | {summary['fid']:.1f} |" in card
+    assert cpu128.describe(config) in card  # the recipe in words is the trained config's
+    # The audit's nearest pairs show real training slices: moved out of the results, which are committed.
+    assert not list(out.rglob("memorization_pairs_*.png")) and (out / "floor" / "memorization_distances.png").exists()
+    assert sorted(p.name for p in (run / "audit").iterdir()) == ["memorization_pairs_inception.png",
+                                                                  "memorization_pairs_pixel.png"]
+    report = (results / "eval" / "report.md").read_text()
+    assert "](memorization_pairs" not in report and "stays out of the repository" in report
+
+    # Within the limit it is shipped, with its model card beside it.
+    monkeypatch.setattr(cpu128, "MAX_SHIPPED_MB", 100)
+    monkeypatch.setattr("ganlib.checkpoint.PRETRAINED_DIR", tmp_path / "pretrained")
+    (tmp_path / "pretrained").mkdir()
+    cpu128.main(["finish", *common, "--ship", "--n", "16", "--inception-weights", str(tiny_weights)])
+    assert (tmp_path / "pretrained" / "oasis128_cpu.pt").exists() and not shipped.exists()
+    assert (tmp_path / "pretrained" / "oasis128_cpu.md").read_text() == (results / "model_card.md").read_text()
+
+
+def test_the_model_card_describes_the_trained_recipe(cpu128):
+    from ganlib.config import get_preset
+
+    seed, g48 = cpu128.describe(get_preset("seed")), cpu128.describe(get_preset("dcgan-rp", g_width=48))
+    assert seed.startswith("non-saturating BCE loss;") and "BatchNorm in D" in seed and "EMA" not in seed
+    assert "RpGAN" in g48 and "R1 (gamma 2) and R2 (gamma 2) every 4 steps" in g48 and "G 48 and D 64 wide" in g48
+    assert "residual networks" in cpu128.describe(get_preset("r3gan"))
