@@ -26,7 +26,7 @@ from PIL import Image
 
 from .audit import nearest_neighbours
 from .data import to_float
-from .models import sample
+from .models import eval_mode, sample
 from .viz import grid_image, render
 
 
@@ -103,27 +103,26 @@ def principal_directions(
     G runs in eval mode, so each image depends on its own latent only.
     """
     z_dim = G.z_dim
-    was_training = G.training
     needs_grad = [p.requires_grad for p in G.parameters()]
-    G.eval().requires_grad_(False)
+    G.requires_grad_(False)
     device = next(G.parameters()).device
     gen = torch.Generator().manual_seed(seed)
     gram = torch.zeros(z_dim, z_dim, dtype=torch.float64)
     num_pixels = 1
     try:
-        for start in range(0, num_latents, batch_size):
-            n = min(batch_size, num_latents - start)
-            z = torch.randn(n, z_dim, generator=gen).to(device).requires_grad_(True)
-            x = G(z)[:, :1].flatten(1)  # the slice (a paired G's mask channels come after it)
-            num_pixels = x.shape[1]
-            for p in range(probes):
-                u = torch.randn(x.shape, generator=gen).to(device)
-                (grad,) = torch.autograd.grad(x, z, u, retain_graph=p < probes - 1)
-                gram += (grad.T @ grad).double().cpu()
+        with eval_mode(G):
+            for start in range(0, num_latents, batch_size):
+                n = min(batch_size, num_latents - start)
+                z = torch.randn(n, z_dim, generator=gen).to(device).requires_grad_(True)
+                x = G(z)[:, :1].flatten(1)  # the slice (a paired G's mask channels come after it)
+                num_pixels = x.shape[1]
+                for p in range(probes):
+                    u = torch.randn(x.shape, generator=gen).to(device)
+                    (grad,) = torch.autograd.grad(x, z, u, retain_graph=p < probes - 1)
+                    gram += (grad.T @ grad).double().cpu()
     finally:
         for param, flag in zip(G.parameters(), needs_grad):
             param.requires_grad_(flag)
-        G.train(was_training)
     gram /= num_latents * probes
     evals, evecs = torch.linalg.eigh(gram)  # ascending
     order = torch.argsort(evals, descending=True)[:k]

@@ -8,6 +8,8 @@ gives the 128x128 reference model and a small CPU model. Shapes in comments are 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -151,6 +153,18 @@ def build_models(config) -> tuple[nn.Module, nn.Module]:
     return G, D
 
 
+@contextmanager
+def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
+    """`net` in eval mode (BatchNorm's running statistics: each output depends on its own input only), with its
+    training mode restored afterwards, also when the body raises."""
+    was_training = net.training
+    net.eval()
+    try:
+        yield net
+    finally:
+        net.train(was_training)
+
+
 @torch.no_grad()
 def sample(
     G: nn.Module, z: torch.Tensor, batch_size: int = 256, y: torch.Tensor | None = None, masks: bool = False
@@ -172,15 +186,11 @@ def sample(
         check_positions(y, condition.positions)
     if masks and not getattr(net, "mask_classes", 0):
         raise ValueError("this generator makes slices only (trained without with_masks): no masks to sample")
-    was_training = G.training
-    G.eval()
-    try:
-        chunks = []
+    chunks = []
+    with eval_mode(G):
         for i in range(0, len(z), batch_size):
             args = (y[i : i + batch_size].to(device),) if condition is not None else ()
             chunks.append(G(z[i : i + batch_size].to(device, torch.float32), *args).float().cpu())
-    finally:
-        G.train(was_training)
     out = torch.cat(chunks)
     images = out[:, :1].clamp(-1, 1)
     return (images, out[:, 1:].argmax(1, keepdim=True)) if masks else images

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .data import NUM_CLASSES, to_float
+from .models import eval_mode
 
 CLASS_NAMES = ("background", "CSF", "grey matter", "white matter")
 
@@ -105,15 +106,11 @@ class UNet(nn.Module):
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
     """Class ids (N, H, W) for slices (N, 1, H, W) in [-1, 1], in eval mode, on the model's device."""
     device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out = [
             model(images[i : i + batch_size].to(device, torch.float32)).argmax(1).cpu()
             for i in range(0, len(images), batch_size)
         ]
-    finally:
-        model.train(was_training)
     return torch.cat(out)
 
 

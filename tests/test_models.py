@@ -56,3 +56,20 @@ def test_layer_table_rows_and_total():
     assert sum(r["params"] for r in rows) == count_params(G)
     text = format_layer_table(rows)
     assert "ConvTranspose2d" in text and f"{count_params(G):,}" in text
+
+
+def test_eval_mode_restores_training_mode_even_when_the_body_raises():
+    from ganlib.models import eval_mode
+
+    G = Generator(resolution=32, width=8)
+    with eval_mode(G):
+        assert not G.training and not any(m.training for m in G.modules())
+    assert G.training
+    G.eval()
+    with pytest.raises(RuntimeError, match="boom"), eval_mode(G):
+        raise RuntimeError("boom")
+    assert not G.training  # it was in eval mode before, so it stays there
+    G.train()
+    with pytest.raises(RuntimeError), eval_mode(G):
+        raise RuntimeError("boom")
+    assert G.training and all(m.training for m in G.modules())
