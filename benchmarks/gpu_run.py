@@ -391,8 +391,8 @@ def cmd_equal(args) -> int:
     import tarfile
 
     sys.path.insert(0, str(HERE))
+    from equal_compute import LEVER_JOBS, Job
     from equal_compute import OUT as EQUAL_OUT
-    from equal_compute import budget_config
 
     from ganlib.checkpoint import export_generator
     from ganlib.config import parse_set
@@ -406,9 +406,11 @@ def cmd_equal(args) -> int:
     rates = read_json(EQUAL_OUT / "rates.json")
     overrides = parse_set(args.set)
     jobs = [(r, float(m), int(seed)) for r, m, seed in args.jobs] if args.jobs else EQUAL_JOBS
+    if args.levers:
+        jobs = LEVER_JOBS
+    configs = [Job(*job).config(rates) for job in jobs]  # every rate checked before anything starts
     procs = {}
-    for recipe, minutes, seed in jobs:
-        config = budget_config(recipe, minutes, seed, rates[recipe]["images_per_s"])
+    for config in configs:
         config = dataclasses.replace(config, **overrides)  # tests shrink the networks; real runs set nothing
         folder = runs_root / config.name
         folder.mkdir(parents=True, exist_ok=True)
@@ -511,6 +513,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads of each training process")
     p.add_argument("--job", nargs=3, action="append", dest="jobs", metavar=("RECIPE", "MINUTES", "SEED"),
                    help="a job (repeatable); default: the 45-minute pairs and two 15-minute recipes")
+    p.add_argument("--levers", action="store_true", help="equal_compute.LEVER_JOBS: dcgan-rp's levers, 45 minutes")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every job (tests)")
     p.set_defaults(func=cmd_equal)
 

@@ -102,6 +102,17 @@ def test_job_key_is_its_configs_name(ec):
         job.config({})
 
 
+def test_levers_are_dcgan_rp_with_one_switch_each_and_have_rates(ec):
+    import dataclasses
+
+    rates = ec.read_json(ec.OUT / "rates.json")
+    base = ec.RECIPES["dcgan-rp"]
+    for name, switches in ec.LEVERS.items():
+        assert ec.RECIPES[name] == dataclasses.replace(base, **switches) != base
+        assert name in rates, f"{name}: measure its rate here first (equal_compute.py measure --recipes {name})"
+    assert sorted(ec.LEVER_JOBS) == sorted((name, 45, seed) for name in ec.LEVERS for seed in (0, 1))
+
+
 def test_summary_gives_mean_and_spread_over_seeds(ec, tmp_path):
     results = {
         "floor-heldout-n2000": {"metrics": {"fid": 5.0, "kid_mean": 0.001, "swd": 9.0}},

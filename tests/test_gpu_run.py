@@ -182,6 +182,14 @@ def test_equal_compute_jobs_side_by_side_on_cpu(pack, tmp_path):
         assert config.name == name and G(torch.randn(2, config.z_dim)).shape == (2, 1, 32, 32)
 
 
+def test_equal_refuses_a_job_without_a_measured_rate_before_starting_any(pack, tmp_path):
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    proc = gpu_run("equal", "--pack", str(pack), "--out", str(out), "--runs", str(runs), "--device", "cpu",
+                   "--job", "seed", "0.1", "0", "--job", "no-such-recipe", "0.1", "0")
+    assert proc.returncode != 0 and "no measured rate for no-such-recipe: run `measure` first" in proc.stderr
+    assert not runs.exists()  # the seed job was not started either
+
+
 def test_train_needs_a_preset_or_a_config(pack):
     proc = gpu_run("train", "--pack", str(pack), "--runs", "unused", "--device", "cpu")
     assert proc.returncode != 0 and "give --preset NAME or --config FILE" in proc.stderr
