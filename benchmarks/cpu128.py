@@ -101,7 +101,7 @@ def cmd_finish(args) -> None:
         "floor_share_near_train_pixel": floor["mem_share_pixel"],
         "share_near_train_inception": m.get("mem_share_inception"),
         "floor_share_near_train_inception": floor.get("mem_share_inception"),
-        "file": str(target),
+        "file": str(target.relative_to(REPO) if target.is_relative_to(REPO) else target),
         "file_mb": round(size_mb, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -163,7 +163,7 @@ def model_card(config, s: dict, m: dict, floor: dict, reports: Path) -> str:
         f"({s['images'] // config.epoch_images} epochs of {config.epoch_images:,}), which is {minutes:.0f} minutes "
         "of this CPU at the recipe's measured "
         f"{s['rate_images_per_s']} images/s (2 threads, quiet); {s['train_loop_s']:.0f} s of training loop as "
-        "logged, which includes time shared with other jobs and paused.",
+        "logged (more than the budget's minutes where other jobs shared the machine or it was paused).",
         "- **Evaluated** here against all 1,664 held-out slices (validate + test, 52 subjects), 2,000 samples, "
         "Inception `default_1.pt`, seed 0; the floor scores 2,000 training slices the same way:",
         "",

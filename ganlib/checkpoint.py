@@ -17,9 +17,10 @@ from .files import write_atomic
 from .models import build_generator
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-# What `--checkpoint pretrained` means, best first: the 128x128 OASIS model trained on a GPU, then the
-# `cpu` preset trained on the bundled demo set by `make demo`. Each can also be named: `--checkpoint cpu_demo`.
-PRETRAINED = ("oasis128.pt", "cpu_demo.pt")
+# What `--checkpoint pretrained` means, best first: the 128x128 OASIS model trained on a GPU (FID 20.5), the
+# one trained within 90 minutes of this project's 2-core CPU (FID 65.5, benchmarks/cpu128.py), then the `cpu`
+# preset trained on the bundled demo set by `make demo`. Each can also be named: `--checkpoint oasis128_cpu`.
+PRETRAINED = ("oasis128.pt", "oasis128_cpu.pt", "cpu_demo.pt")
 PAIRS = "oasis64_pairs.pt"  # the position-conditioned slice+mask generator: `--checkpoint pretrained-pairs`
 
 
@@ -104,7 +105,7 @@ def resolve_checkpoint(path: str | os.PathLike) -> Path:
     """A checkpoint file from a file path, a run folder (its latest checkpoint), 'pretrained' or a shipped name."""
     p = Path(path)
     if str(path) in {Path(n).stem for n in PRETRAINED} and (PRETRAINED_DIR / f"{path}.pt").exists():
-        return PRETRAINED_DIR / f"{path}.pt"  # a shipped generator by name: "oasis128", "cpu_demo"
+        return PRETRAINED_DIR / f"{path}.pt"  # a shipped generator by name: "oasis128", "oasis128_cpu", "cpu_demo"
     if str(path) == "pretrained-pairs":
         if (PRETRAINED_DIR / PAIRS).exists():
             return PRETRAINED_DIR / PAIRS

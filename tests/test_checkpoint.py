@@ -50,6 +50,11 @@ def test_pretrained_resolves_to_a_shipped_generator():
 
 def test_shipped_generators_by_name():
     assert ck.resolve_checkpoint("cpu_demo") == ck.PRETRAINED_DIR / "cpu_demo.pt"
+    assert ck.resolve_checkpoint("pretrained") == ck.PRETRAINED_DIR / "oasis128.pt"  # the best one by FID
+    G, config = ck.load_generator("oasis128_cpu")  # trained on this project's CPU (benchmarks/cpu128.py)
+    assert config.resolution == 128 and config.g_width == 48 and config.loss == "rpgan"
+    assert G(torch.randn(2, config.z_dim)).shape == (2, 1, 128, 128)
+    assert ck.resolve_checkpoint("oasis128_cpu").stat().st_size <= 20e6  # the limit for a shipped file
     with pytest.raises(FileNotFoundError, match="does not exist"):
         ck.resolve_checkpoint("no_such_model")
 
