@@ -195,7 +195,7 @@ def test_no_paths_of_the_machine_that_ran_them(name):
     assert not found, found[:5]
 
 
-@pytest.mark.parametrize("checkpoint", ["pretrained", "cpu_demo", "ganlib/pretrained/cpu_demo.pt"])
+@pytest.mark.parametrize("checkpoint", ["pretrained", "cpu_demo", "oasis128_cpu", "ganlib/pretrained/cpu_demo.pt"])
 def test_notebook_04_loads_every_kind_of_checkpoint_its_parameters_cell_offers(checkpoint):
     """The cell that loads notebook 04's generator, run as it is for each kind of `checkpoint` the parameters
     cell names: a shipped name, "pretrained", and a path relative to the repository."""
