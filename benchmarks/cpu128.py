@@ -101,15 +101,20 @@ def cmd_finish(args) -> None:
         "floor_share_near_train_pixel": floor["mem_share_pixel"],
         "share_near_train_inception": m.get("mem_share_inception"),
         "floor_share_near_train_inception": floor.get("mem_share_inception"),
-        "file": str(target.relative_to(REPO) if target.is_relative_to(REPO) else target),
+        "file": str(shown(target)),
         "file_mb": round(size_mb, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    card = model_card(config, summary, m, floor, reports=out.relative_to(REPO) if out.is_relative_to(REPO) else out)
+    card = model_card(config, summary, m, floor, reports=shown(out))
     (out / "model_card.md").write_text(card)
     if target.parent == PRETRAINED_DIR:
         target.with_suffix(".md").write_text(card)
     print(json.dumps(summary, indent=1))
+
+
+def shown(path: Path) -> Path:
+    """A path as the committed results print it: relative to the repository when inside it."""
+    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
 
 
 def keep_patients_out(report_dir: Path, keep: Path) -> None:
