@@ -48,8 +48,11 @@ def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights, monkey
 
     # --ship copies the generator into ganlib/pretrained only if it fits the limit: this one (the 128 px DCGAN
     # G, 64 wide, 12.8M parameters in fp16) does not, so it stays in its run folder.
-    shipped = PRETRAINED_DIR / "oasis128_cpu.pt"
-    assert not shipped.exists()
+    # (into a stand-in for ganlib/pretrained: the repository's own oasis128_cpu.pt is never touched by a test)
+    monkeypatch.setattr("ganlib.checkpoint.PRETRAINED_DIR", tmp_path / "pretrained")
+    (tmp_path / "pretrained").mkdir()
+    shipped = tmp_path / "pretrained" / "oasis128_cpu.pt"
+    real = (PRETRAINED_DIR / "oasis128_cpu.pt").read_bytes()
     cpu128.main(["finish", *common, "--ship", "--n", "16", "--inception-weights", str(tiny_weights)])
     results = out / "dcgan-rp-10min-s0"  # one folder per run, the floor beside them
     summary = json.loads((results / "summary.json").read_text())
@@ -70,10 +73,8 @@ def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights, monkey
 
     # Within the limit it is shipped, with its model card beside it.
     monkeypatch.setattr(cpu128, "MAX_SHIPPED_MB", 100)
-    monkeypatch.setattr("ganlib.checkpoint.PRETRAINED_DIR", tmp_path / "pretrained")
-    (tmp_path / "pretrained").mkdir()
     cpu128.main(["finish", *common, "--ship", "--n", "16", "--inception-weights", str(tiny_weights)])
-    assert (tmp_path / "pretrained" / "oasis128_cpu.pt").exists() and not shipped.exists()
+    assert shipped.exists() and (PRETRAINED_DIR / "oasis128_cpu.pt").read_bytes() == real
     assert (tmp_path / "pretrained" / "oasis128_cpu.md").read_text() == (results / "model_card.md").read_text()
 
 
