@@ -405,9 +405,7 @@ def cmd_equal(args) -> int:
     s.say(f"machine: {json.dumps({k: v for k, v in s.report['machine'].items() if k != 'nvidia_smi'})}")
     rates = read_json(EQUAL_OUT / "rates.json")
     overrides = parse_set(args.set)
-    jobs = [(r, float(m), int(seed)) for r, m, seed in args.jobs] if args.jobs else EQUAL_JOBS
-    if args.levers:
-        jobs = LEVER_JOBS
+    jobs = LEVER_JOBS if args.levers else [(r, float(m), int(seed)) for r, m, seed in args.jobs or EQUAL_JOBS]
     configs = [Job(*job).config(rates) for job in jobs]  # every rate checked before anything starts
     procs = {}
     for config in configs:
@@ -511,9 +509,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
     p.add_argument("--budget-s", type=float, default=480)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads of each training process")
-    p.add_argument("--job", nargs=3, action="append", dest="jobs", metavar=("RECIPE", "MINUTES", "SEED"),
-                   help="a job (repeatable); default: the 45-minute pairs and two 15-minute recipes")
-    p.add_argument("--levers", action="store_true", help="equal_compute.LEVER_JOBS: dcgan-rp's levers, 45 minutes")
+    which = p.add_mutually_exclusive_group()  # --levers with --job is refused, not one quietly dropped
+    which.add_argument("--job", nargs=3, action="append", dest="jobs", metavar=("RECIPE", "MINUTES", "SEED"),
+                       help="a job (repeatable); default: the 45-minute pairs and two 15-minute recipes")
+    which.add_argument("--levers", action="store_true", help="equal_compute.LEVER_JOBS: dcgan-rp's levers, 45 min")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every job (tests)")
     p.set_defaults(func=cmd_equal)
 

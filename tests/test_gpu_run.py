@@ -190,6 +190,14 @@ def test_equal_refuses_a_job_without_a_measured_rate_before_starting_any(pack, t
     assert not runs.exists()  # the seed job was not started either
 
 
+def test_equal_refuses_levers_beside_a_job(pack, tmp_path):
+    """--levers is a fixed set of jobs: given with --job, one of the two would be dropped unseen."""
+    runs = tmp_path / "runs"
+    proc = gpu_run("equal", "--pack", str(pack), "--out", str(tmp_path / "out"), "--runs", str(runs),
+                   "--device", "cpu", "--levers", "--job", "seed", "0.1", "0")
+    assert proc.returncode != 0 and "not allowed with argument" in proc.stderr and not runs.exists()
+
+
 def test_train_needs_a_preset_or_a_config(pack):
     proc = gpu_run("train", "--pack", str(pack), "--runs", "unused", "--device", "cpu")
     assert proc.returncode != 0 and "give --preset NAME or --config FILE" in proc.stderr
