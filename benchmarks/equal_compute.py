@@ -94,6 +94,29 @@ JOBS = [
 ]
 
 
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One training job: a recipe given the images `minutes` of this CPU train, with a training seed."""
+
+    recipe: str
+    minutes: float
+    seed: int
+
+    @property
+    def key(self) -> str:  # also the name of the job's TrainConfig (budget_config)
+        return f"{self.recipe}-{self.minutes:g}min-s{self.seed}"
+
+    @classmethod
+    def from_key(cls, key: str) -> Job:
+        recipe, minutes, seed = key.rsplit("-", 2)
+        return cls(recipe, float(minutes.removesuffix("min")), int(seed.removeprefix("s")))
+
+    def config(self, rates: dict) -> TrainConfig:
+        if self.recipe not in rates:
+            raise SystemExit(f"no measured rate for {self.recipe}: run `measure` first")
+        return budget_config(self.recipe, self.minutes, self.seed, rates[self.recipe]["images_per_s"])
+
+
 def budget_config(recipe: str, minutes: float, seed: int, rate: float, resolution: int = RESOLUTION) -> TrainConfig:
     """`recipe` trained for `minutes` of this machine at `rate` images/s, in EPOCHS epochs of whole batches."""
     base = dataclasses.replace(RECIPES[recipe], resolution=resolution)
@@ -102,7 +125,7 @@ def budget_config(recipe: str, minutes: float, seed: int, rate: float, resolutio
         raise ValueError(f"{minutes:g} minutes at {rate} images/s is less than one batch per epoch: give more minutes")
     return dataclasses.replace(
         base,
-        name=f"{recipe}-{minutes:g}min-s{seed}",
+        name=Job(recipe, minutes, seed).key,
         seed=seed,
         val_split="",  # the held-out slices are for the evaluation only
         num_epochs=EPOCHS,
@@ -131,29 +154,6 @@ def measure(args) -> None:
         }
         print(name, rates[name], flush=True)
         write_json(args.out / "rates.json", rates)
-
-
-@dataclasses.dataclass(frozen=True)
-class Job:
-    """One training job: a recipe given the images `minutes` of this CPU train, with a training seed."""
-
-    recipe: str
-    minutes: float
-    seed: int
-
-    @property
-    def key(self) -> str:  # also the name budget_config gives the job's TrainConfig
-        return f"{self.recipe}-{self.minutes:g}min-s{self.seed}"
-
-    @classmethod
-    def from_key(cls, key: str) -> Job:
-        recipe, minutes, seed = key.rsplit("-", 2)
-        return cls(recipe, float(minutes.removesuffix("min")), int(seed.removeprefix("s")))
-
-    def config(self, rates: dict) -> TrainConfig:
-        if self.recipe not in rates:
-            raise SystemExit(f"no measured rate for {self.recipe}: run `measure` first")
-        return budget_config(self.recipe, self.minutes, self.seed, rates[self.recipe]["images_per_s"])
 
 
 def best_recipe(results: dict) -> str:
