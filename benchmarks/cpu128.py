@@ -101,7 +101,7 @@ def cmd_finish(args) -> None:
         "floor_share_near_train_pixel": floor["mem_share_pixel"],
         "share_near_train_inception": m.get("mem_share_inception"),
         "floor_share_near_train_inception": floor.get("mem_share_inception"),
-        "file": str(shown(target)),
+        "file": shown(target),
         "file_mb": round(size_mb, 1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -112,9 +112,11 @@ def cmd_finish(args) -> None:
     print(json.dumps(summary, indent=1))
 
 
-def shown(path: Path) -> Path:
-    """A path as the committed results print it: relative to the repository when inside it."""
-    return path.relative_to(REPO) if path.is_relative_to(REPO) else path
+def shown(path: Path) -> str:
+    """A path as the committed results print it: relative to the repository when inside it, else from ~."""
+    if path.is_relative_to(REPO):
+        return str(path.relative_to(REPO))
+    return f"~/{path.relative_to(Path.home())}" if path.is_relative_to(Path.home()) else str(path)
 
 
 def keep_patients_out(report_dir: Path, keep: Path) -> None:
@@ -127,7 +129,7 @@ def keep_patients_out(report_dir: Path, keep: Path) -> None:
         shutil.move(figure, keep / figure.name)
     for name in sorted(set(re.findall(r"\]\((memorization_pairs_\w+\.png)\)", text))):
         line = next(x for x in text.splitlines() if f"]({name})" in x)
-        where = f"`{keep / name}` on the machine that ran it"
+        where = f"`{shown(keep / name)}` on the machine that ran it"
         text = text.replace(line, f"*{name} shows real training slices, so it stays out of the repository: {where}*")
     report.write_text(text)
 
@@ -153,7 +155,7 @@ def describe(c) -> str:
     return "; ".join(parts)
 
 
-def model_card(config, s: dict, m: dict, floor: dict, reports: Path) -> str:
+def model_card(config, s: dict, m: dict, floor: dict, reports: str) -> str:
     """The shipped generator's report: what it is, how it was trained, how it scores, from the numbers."""
     minutes = s["images"] / s["rate_images_per_s"] / 60
     row = "| {} | {:.1f} | {:.4f} | {:.1f} | {:.3f} / {:.3f} | {:.0f} | {:.3f} / {:.4f} |"
@@ -180,7 +182,7 @@ def model_card(config, s: dict, m: dict, floor: dict, reports: Path) -> str:
                    floor["msssim_real"], floor["mem_exact_copies"], floor["mem_share_pixel"],
                    floor.get("mem_share_inception", float("nan"))),
         "",
-        f"FID is {s['fid_over_floor']:.1f}x the floor's. Reports: `{reports.as_posix()}/` and the floor's beside it.",
+        f"FID is {s['fid_over_floor']:.1f}x the floor's. Reports: `{reports}/` and the floor's beside it.",
         "",
     ])
 

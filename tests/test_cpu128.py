@@ -85,3 +85,10 @@ def test_the_model_card_describes_the_trained_recipe(cpu128):
     assert seed.startswith("non-saturating BCE loss;") and "BatchNorm in D" in seed and "EMA" not in seed
     assert "RpGAN" in g48 and "R1 (gamma 2) and R2 (gamma 2) every 4 steps" in g48 and "G 48 and D 64 wide" in g48
     assert "residual networks" in cpu128.describe(get_preset("r3gan"))
+
+
+def test_committed_results_name_paths_without_this_machines_home(cpu128):
+    """Paths in committed reports read the same on every machine: from the repository, else from ~."""
+    assert cpu128.shown(cpu128.REPO / "ganlib" / "pretrained" / "x.pt") == "ganlib/pretrained/x.pt"
+    assert cpu128.shown(Path.home() / "ganlib-runs" / "cpu128" / "audit") == "~/ganlib-runs/cpu128/audit"
+    assert cpu128.shown(Path("/elsewhere/run")) == "/elsewhere/run"
