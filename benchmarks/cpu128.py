@@ -140,7 +140,9 @@ def describe(c) -> str:
     penalties = [f"{name} (gamma {g:g})" for name, g in (("R1", c.r1_gamma), ("R2", c.r2_gamma)) if g]
     every = "every step" if c.r1_every == 1 else f"every {c.r1_every} steps"
     parts = [f"{loss} loss" + (f" with {' and '.join(penalties)} {every}" if penalties else ""),
-             f"Adam {c.lr_g:g} ({c.betas[0]:g}, {c.betas[1]:g})"]
+             f"Adam {c.lr_g:g} ({c.betas[0]:g}, {c.betas[1]:g})"
+             + (" at a constant learning rate" if c.lr_gamma == 1 else
+                f", learning rate x{c.lr_gamma:g} every {c.lr_step_epochs} epochs")]
     if c.ema_kimg:
         parts.append(f"an EMA of G with a {c.ema_kimg:g}k-image half-life")
     elif c.ema_beta:

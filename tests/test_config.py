@@ -49,6 +49,14 @@ def test_overrides_and_errors():
         get_preset("seed", no_such_field=1)
 
 
+def test_the_constant_rate_preset_is_dcgan_rp_without_its_halvings():
+    import dataclasses
+
+    best, base = get_preset("dcgan-rp-constlr"), get_preset("dcgan-rp")
+    assert best.lr_gamma == 1.0 and base.lr_gamma == 0.5
+    assert dataclasses.replace(best, name=base.name, lr_gamma=base.lr_gamma) == base
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_json_round_trip(name):
     c = PRESETS[name]

@@ -85,6 +85,8 @@ def test_the_model_card_describes_the_trained_recipe(cpu128):
     assert seed.startswith("non-saturating BCE loss;") and "BatchNorm in D" in seed and "EMA" not in seed
     assert "RpGAN" in g48 and "R1 (gamma 2) and R2 (gamma 2) every 4 steps" in g48 and "G 48 and D 64 wide" in g48
     assert "residual networks" in cpu128.describe(get_preset("r3gan"))
+    assert "learning rate x0.5 every 10 epochs" in seed and "constant" not in seed
+    assert "at a constant learning rate" in cpu128.describe(get_preset("dcgan-rp", lr_gamma=1.0))
 
 
 def test_committed_results_name_paths_without_this_machines_home(cpu128):

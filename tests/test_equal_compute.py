@@ -110,6 +110,8 @@ def test_levers_are_dcgan_rp_with_one_switch_each_and_have_rates(ec):
     for name, switches in ec.LEVERS.items():
         assert ec.RECIPES[name] == dataclasses.replace(base, **switches) != base
         assert name in rates, f"{name}: measure its rate here first (equal_compute.py measure --recipes {name})"
+    became_a_preset = ec.get_preset("dcgan-rp-constlr")  # the lever that paid, under its own name
+    assert ec.RECIPES["dcgan-rp-constlr"] == dataclasses.replace(became_a_preset, name="dcgan-rp")
     assert sorted(ec.LEVER_JOBS) == sorted((name, 45, seed) for name in ec.LEVERS for seed in (0, 1))
 
 
