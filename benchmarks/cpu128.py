@@ -31,6 +31,7 @@ OUT = HERE / "results" / "cpu128"
 RUNS = Path.home() / "ganlib-runs" / "cpu128"
 RESOLUTION = 128
 N = 2000  # samples, against all 1,664 held-out slices (validate + test)
+RECIPE = "dcgan-rp-g48-constlr"  # the shipped generator's: dcgan-rp, G 48 wide, at a constant learning rate
 SHIPPED = "oasis128_cpu"  # with --ship: ganlib/pretrained/oasis128_cpu.pt, `--checkpoint oasis128_cpu`
 MAX_SHIPPED_MB = 20  # a shipped generator's limit: the repository travels to a lent GPU in 64 MiB
 
@@ -193,7 +194,8 @@ def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("command", choices=("train", "finish"))
     p.add_argument("--data", help="data root (default: the library's choice)")
-    p.add_argument("--recipe", default="dcgan-rp", help="a recipe of equal_compute.RECIPES with a rate here")
+    p.add_argument("--recipe", default=RECIPE, help=f"a recipe of equal_compute.RECIPES with a rate here "
+                   f"(default: {RECIPE}, the shipped one)")
     p.add_argument("--minutes", type=float, default=90)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, help="train to (finish: require) this many of the budget's 10 epochs")

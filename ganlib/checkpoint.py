@@ -18,7 +18,7 @@ from .models import build_generator
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
 # What `--checkpoint pretrained` means, best first: the 128x128 OASIS model trained on a GPU (FID 20.5), the
-# one trained within 90 minutes of this project's 2-core CPU (FID 65.5, benchmarks/cpu128.py), then the `cpu`
+# one trained within 90 minutes of this project's 2-core CPU (FID 28.0, benchmarks/cpu128.py), then the `cpu`
 # preset trained on the bundled demo set by `make demo`. Each can also be named: `--checkpoint oasis128_cpu`.
 PRETRAINED = ("oasis128.pt", "oasis128_cpu.pt", "cpu_demo.pt")
 PAIRS = "oasis64_pairs.pt"  # the position-conditioned slice+mask generator: `--checkpoint pretrained-pairs`

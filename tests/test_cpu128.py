@@ -32,7 +32,7 @@ def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights, monkey
     out, runs = tmp_path / "out", tmp_path / "runs"
     out.mkdir()
     (out / "rate.json").write_text(json.dumps({"dcgan-rp": {"images_per_s": 1.1}}))  # 10 epochs of one batch
-    common = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--minutes", "10"]
+    common = ["--data", str(data), "--out", str(out), "--runs", str(runs), "--minutes", "10", "--recipe", "dcgan-rp"]
 
     with pytest.raises(SystemExit, match="0 of 10 epochs trained; run `train` again first"):
         cpu128.main(["finish", *common])
