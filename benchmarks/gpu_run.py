@@ -512,7 +512,8 @@ def main(argv: list[str] | None = None) -> int:
     which = p.add_mutually_exclusive_group()  # --levers with --job is refused, not one quietly dropped
     which.add_argument("--job", nargs=3, action="append", dest="jobs", metavar=("RECIPE", "MINUTES", "SEED"),
                        help="a job (repeatable); default: the 45-minute pairs and two 15-minute recipes")
-    which.add_argument("--levers", action="store_true", help="equal_compute.LEVER_JOBS: dcgan-rp's levers, 45 min")
+    which.add_argument("--levers", action="store_true",
+                       help="equal_compute.LEVER_JOBS: the levers on dcgan-rp-constlr, 45 min")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every job (tests)")
     p.set_defaults(func=cmd_equal)
 

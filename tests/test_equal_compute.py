@@ -102,17 +102,18 @@ def test_job_key_is_its_configs_name(ec):
         job.config({})
 
 
-def test_levers_are_dcgan_rp_with_one_switch_each_and_have_rates(ec):
+def test_levers_are_one_switch_each_on_their_base_and_have_rates(ec):
     import dataclasses
 
     rates = ec.read_json(ec.OUT / "rates.json")
-    base = ec.RECIPES["dcgan-rp"]
-    for name, switches in ec.LEVERS.items():
-        assert ec.RECIPES[name] == dataclasses.replace(base, **switches) != base
-        assert name in rates, f"{name}: measure its rate here first (equal_compute.py measure --recipes {name})"
+    for levers, base_name in ((ec.LEVERS, "dcgan-rp"), (ec.CONSTLR_LEVERS, "dcgan-rp-constlr")):
+        base = ec.get_preset(base_name)
+        for name, switches in levers.items():
+            assert ec.RECIPES[name] == dataclasses.replace(base, **switches) != base
+            assert name in rates, f"{name}: measure its rate here first (equal_compute.py measure --recipes {name})"
     became_a_preset = ec.get_preset("dcgan-rp-constlr")  # the lever that paid, under its own name
     assert ec.RECIPES["dcgan-rp-constlr"] == dataclasses.replace(became_a_preset, name="dcgan-rp")
-    assert sorted(ec.LEVER_JOBS) == sorted((name, 45, seed) for name in ec.LEVERS for seed in (0, 1))
+    assert sorted(ec.LEVER_JOBS) == sorted((name, 45, seed) for name in ec.CONSTLR_LEVERS for seed in (0, 1))
 
 
 def test_summary_gives_mean_and_spread_over_seeds(ec, tmp_path):
