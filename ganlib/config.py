@@ -173,7 +173,8 @@ DCGAN_RP = dataclasses.replace(
 # rate four times in any budget, so the last 40% of the images are trained at 1/8 to 1/16 of it; with the
 # penalties holding D level (its loss sits at ln 2) and the EMA doing the averaging, the halvings only slow G.
 # At 45 minutes of this CPU at 64x64 it reaches FID 17.1 and 17.4 (two training seeds) against `dcgan-rp`'s
-# 27.3 and 24.6 and the seed's 27.6 and 31.9 (benchmarks/results/equal-compute-cpu64).
+# 27.3 and 24.6 and the seed's 27.6 and 31.9 (benchmarks/results/equal-compute-cpu64); at 128x128 in 90 minutes
+# (G 48 wide, the shipped oasis128_cpu) 28.0 against 65.5 with the halvings (benchmarks/results/cpu128).
 DCGAN_RP_CONSTLR = dataclasses.replace(DCGAN_RP, name="dcgan-rp-constlr", lr_gamma=1.0)
 
 # Issue 14's paired generator: `dcgan-rp` conditioned on the slice position (0-31) and making each slice
