@@ -1,0 +1,46 @@
+"""benchmarks/test_split.py on tiny data: the README's commands run for two seeds, the table collects them, a
+second call skips finished jobs and resumes a training whose report is missing."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from tests.conftest import write_layout
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import test_split  # noqa: E402
+
+CHEAP = ["--metrics", "swd,msssim,memorization"]  # no Inception weights in this test
+
+
+def test_two_seeds_a_floor_and_a_resume(tmp_path, monkeypatch, capfd):
+    data = write_layout(tmp_path / "data", {"train": [1, 2, 3, 4], "validate": [401], "test": [402, 403]}, slices=8)
+    monkeypatch.setattr(test_split, "JOBS", {"smoke": (["--preset", "smoke", "--epochs", "1"], ["--n", "16", *CHEAP])})
+    monkeypatch.setattr(test_split, "FLOORS", {"floor32": ["--resolution", "32", "--n", "8", *CHEAP]})
+    args = ["--data", str(data), "--out", str(tmp_path / "out"), "--runs", str(tmp_path / "runs")]
+    test_split.main(args)
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert sorted(results) == ["floor32", "smoke-s0", "smoke-s1"]
+    assert results["smoke-s0"]["swd"] > 0 and results["smoke-s0"]["mem_exact_copies"] == 0
+    assert results["smoke-s0"]["swd"] != results["smoke-s1"]["swd"]  # two training seeds, two generators
+    table = (tmp_path / "out" / "table.md").read_text().splitlines()
+    assert table[0].startswith("| job | fid |") and len(table) == 2 + 3
+    assert "--seed 1" in capfd.readouterr().out
+
+    (tmp_path / "out" / "smoke-s1" / "report.json").unlink()
+    test_split.main(args)
+    out = capfd.readouterr().out
+    assert out.count("$ ganlib train") == 1 and "--resume" in out and out.count("$ ganlib evaluate") == 1
+    assert sorted(json.loads((tmp_path / "out" / "results.json").read_text())) == sorted(results)
+
+
+def test_the_jobs_are_the_readme_commands():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    lines = readme.splitlines()
+    for train_args, eval_args in test_split.JOBS.values():
+        assert any(line.startswith("ganlib train " + " ".join(train_args) + " ") for line in lines)
+        assert any(line.startswith("ganlib evaluate --checkpoint") and " ".join(eval_args) in line for line in lines)
+    for floor_args in test_split.FLOORS.values():
+        assert any(line.startswith("ganlib evaluate --real-floor " + " ".join(floor_args)) for line in lines)
