@@ -28,6 +28,8 @@ def test_two_seeds_a_floor_and_a_resume(tmp_path, monkeypatch, capfd):
     table = (tmp_path / "out" / "table.md").read_text().splitlines()
     assert table[0].startswith("| job | fid |") and len(table) == 2 + 3
     assert "--seed 1" in capfd.readouterr().out
+    assert not list((tmp_path / "out").rglob("memorization_pairs_*.png"))  # they show real (training) slices
+    assert (tmp_path / "runs" / "smoke-s0" / "audit-figures" / "memorization_pairs_pixel.png").exists()
 
     (tmp_path / "out" / "smoke-s1" / "report.json").unlink()
     test_split.main(args)
