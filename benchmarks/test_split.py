@@ -21,6 +21,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from cpu128 import keep_patients_out  # noqa: E402
+from equal_compute import find_run  # noqa: E402
 
 OUT = HERE / "results" / "test-split-cpu"
 RUNS = Path.home() / "ganlib-runs" / "test-split"
@@ -40,11 +41,6 @@ def ganlib(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "ganlib", *args], check=True)
 
 
-def run_folder(parent: Path) -> Path | None:
-    runs = sorted(parent.glob("*/checkpoints/latest.pt"))
-    return runs[-1].parents[1] if runs else None
-
-
 def run_all(args) -> dict:
     common = ["--data", str(args.data), "--split", "test", "--audit-features", "thumbnail"]
     if args.inception_weights:
@@ -55,10 +51,10 @@ def run_all(args) -> dict:
             if (args.out / key / "report.json").exists():
                 continue
             parent = args.runs / key
-            previous = run_folder(parent)
+            previous = find_run(parent)
             how = ["--resume", str(previous)] if previous else [*train_args, "--seed", str(seed)]
             ganlib("train", *how, "--data", str(args.data), "--out", str(parent))
-            run = str(run_folder(parent))
+            run = str(find_run(parent))
             ganlib("evaluate", "--checkpoint", run, *common, *eval_args, "--out", str(args.out / key))
             keep_patients_out(args.out / key, parent / "audit-figures")
     for key, floor_args in FLOORS.items():
