@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import re
 import shutil
 import sys
 from pathlib import Path
@@ -72,10 +71,9 @@ def cmd_finish(args) -> None:
     common = dict(n=args.n, split="heldout", data=args.data, inception_weights=args.inception_weights)
     out = args.out / config.name  # one folder of results per run; the floor is shared
     if not (args.out / "floor" / "report.json").exists():
-        real_floor(resolution=RESOLUTION, out_dir=args.out / "floor", **common)
-        keep_patients_out(args.out / "floor", args.runs / "floor-audit")
-    report = evaluate(run_dir, out_dir=out / "eval", **common)
-    keep_patients_out(out / "eval", run_dir / "audit")
+        # (the audit's nearest-pair figures show real training slices: drawn beside the runs, not in the results)
+        real_floor(resolution=RESOLUTION, out_dir=args.out / "floor", pair_figures=args.runs / "floor-audit", **common)
+    report = evaluate(run_dir, out_dir=out / "eval", pair_figures=run_dir / "audit", **common)
     floor = json.loads((args.out / "floor" / "report.json").read_text())["metrics"]
     target = run_dir / f"{SHIPPED}.pt"  # outside the repository; copied into it with --ship if small enough
     export_generator(run_dir / "checkpoints" / "latest.pt", target)
@@ -118,21 +116,6 @@ def shown(path: Path) -> str:
     if path.is_relative_to(REPO):
         return str(path.relative_to(REPO))
     return f"~/{path.relative_to(Path.home())}" if path.is_relative_to(Path.home()) else str(path)
-
-
-def keep_patients_out(report_dir: Path, keep: Path) -> None:
-    """Move the audit's nearest-pair figures (real OASIS training slices) out of the repository, to `keep`,
-    and say so in report.md where they were linked; the numbers and the distance plot stay."""
-    report = report_dir / "report.md"
-    text = report.read_text()
-    for figure in sorted(report_dir.glob("memorization_pairs_*.png")):
-        keep.mkdir(parents=True, exist_ok=True)
-        shutil.move(figure, keep / figure.name)
-    for name in sorted(set(re.findall(r"\]\((memorization_pairs_\w+\.png)\)", text))):
-        line = next(x for x in text.splitlines() if f"]({name})" in x)
-        where = f"`{shown(keep / name)}` on the machine that ran it"
-        text = text.replace(line, f"*{name} shows real training slices, so it stays out of the repository: {where}*")
-    report.write_text(text)
 
 
 def describe(c) -> str:

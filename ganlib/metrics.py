@@ -49,7 +49,8 @@ class MetricInputs:
     batch_size: int = 64
     seed: int = 0
     out_dir: Path | None = None  # where metrics may draw figures
-    figures: dict[str, str] = field(default_factory=dict)  # caption -> file name in out_dir
+    pair_figures: Path | None = None  # the audit's nearest-pair figures (real training slices): out_dir if None
+    figures: dict[str, str] = field(default_factory=dict)  # caption -> file name in out_dir, or a path outside it
     _features: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     def features(self, name: str) -> torch.Tensor:
@@ -266,7 +267,9 @@ def memorization(inputs: MetricInputs) -> dict[str, float]:
         raise ValueError("the memorisation audit needs the training split and a held-out split")
     use_inception = mode == "inception" or (mode == "auto" and inputs.extractor is not None)
     features = tuple(inputs.features(name) for name in ("fake", "train", "heldout")) if use_inception else None
-    numbers, figures = audit.run_audit(inputs.fake, inputs.train, inputs.heldout, features, inputs.out_dir)
+    numbers, figures = audit.run_audit(
+        inputs.fake, inputs.train, inputs.heldout, features, inputs.out_dir, pairs_dir=inputs.pair_figures
+    )
     inputs.figures.update(figures)
     return numbers
 

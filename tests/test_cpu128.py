@@ -64,12 +64,12 @@ def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights, monkey
     card = (results / "model_card.md").read_text()  # the model card beside the weights
     assert "640 images (10 epochs of 64)" in card and f"| oasis128_cpu | {summary['fid']:.1f} |" in card
     assert cpu128.describe(config) in card  # the recipe in words is the trained config's
-    # The audit's nearest pairs show real training slices: moved out of the results, which are committed.
+    # The audit's nearest pairs show real training slices: drawn beside the run, not in the results (committed).
     assert not list(out.rglob("memorization_pairs_*.png")) and (out / "floor" / "memorization_distances.png").exists()
     assert sorted(p.name for p in (run / "audit").iterdir()) == ["memorization_pairs_inception.png",
                                                                   "memorization_pairs_pixel.png"]
     report = (results / "eval" / "report.md").read_text()
-    assert "](memorization_pairs" not in report and "stays out of the repository" in report
+    assert "](memorization_pairs" not in report and f"`{run / 'audit' / 'memorization_pairs_pixel.png'}`" in report
 
     # Within the limit it is shipped, with its model card beside it.
     monkeypatch.setattr(cpu128, "MAX_SHIPPED_MB", 100)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -76,6 +77,25 @@ def test_run_writes_json_and_markdown(tiny_data, tiny_checkpoint, tmp_path, caps
     for name in report["figures"].values():
         assert f"]({name})" in md and (out / name).is_file()  # relative links that resolve
     assert "| `msssim_gap` |" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("source", [["--real-floor", "--resolution", "32"], ["--checkpoint", "CKPT"]])
+def test_pair_figures_go_where_they_are_told(tiny_data, tiny_checkpoint, tmp_path, source):
+    # The audit's nearest-pair figures show real training slices: --pair-figures draws them outside the report's
+    # folder (a report that may be committed), which names them by path instead of linking them.
+    out, pairs = tmp_path / "eval", tmp_path / "private"
+    source = [str(tiny_checkpoint) if x == "CKPT" else x for x in source]
+    args = parse(*source, "--data", str(tiny_data), "--n", "6", "--out", str(out), "--pair-figures", str(pairs))
+    args.metrics = "swd,memorization"
+    assert ev.run(args) == 0
+    assert not list(out.glob("memorization_pairs_*")) and (out / "memorization_distances.png").is_file()
+    assert sorted(p.name for p in pairs.iterdir()) == [f"memorization_pairs_{s}.png" for s in ("pixel", "thumbnail")]
+    figures = json.loads((out / "report.json").read_text())["figures"]
+    md = (out / "report.md").read_text()
+    assert "](memorization_pairs" not in md and "](memorization_distances.png)" in md
+    assert md.count("Kept out of this folder: it shows real training slices") == 2
+    for name in figures.values():
+        assert (out / name).is_file() or (Path(name).expanduser().parent == pairs and f"`{name}`" in md)
 
 
 def test_fid_and_kid_with_a_torchscript_weights_file(tiny_data, tiny_checkpoint, tiny_weights, tmp_path):
