@@ -69,15 +69,18 @@ RECIPES.update({name: get_preset("dcgan-rp", **switches) for name, switches in L
 # The next levers, on `dcgan-rp-constlr`, for the targets it still misses at 45 minutes (17.2 against 13.8-16.0
 # and 12.5): the R1/R2 strength around its 2 (D's loss sits at ln 2 all run, as if the penalties held D too
 # weak, yet gamma 0.5 was worse with the halvings: gamma 1 and 8 say which way pays without them), the share
-# of D's inputs augmented around its 0.5, and a shorter EMA half-life than its 20k images. Trained for
-# 45-minute budgets, two training seeds each, on a lent GPU (`gpu_run.py equal --levers`) or here (`run --job`).
-# Run here so far (training seed 0): gamma 1 17.2 (no gain), p 1 45.1 (D no longer tells real from fake).
+# of D's inputs augmented around its 0.5, a shorter EMA half-life than its 20k images, and (since the constant
+# rate was what paid: G was held back by its rate) twice the learning rate. Trained for 45-minute budgets, two
+# training seeds each, on a lent GPU (`gpu_run.py equal --levers`) or here (`run --job`).
+# Run here so far (training seed 0): gamma 1 17.2 (no gain), p 1 45.1 (D no longer tells real from fake),
+# p 0.25 18.6 (a little worse: p 0.5 is best of the three), EMA 5k 17.4 (no gain). Not yet: gamma 8, lr 4e-4.
 CONSTLR_LEVERS: dict[str, dict] = {
     "dcgan-rp-constlr-gamma1": {"r1_gamma": 1.0, "r2_gamma": 1.0},
     "dcgan-rp-constlr-gamma8": {"r1_gamma": 8.0, "r2_gamma": 8.0},
     "dcgan-rp-constlr-p0.25": {"augment_p": 0.25},
     "dcgan-rp-constlr-p1": {"augment_p": 1.0},
     "dcgan-rp-constlr-ema5k": {"ema_kimg": 5.0},
+    "dcgan-rp-constlr-lr4e-4": {"lr_g": 4e-4, "lr_d": 4e-4},
 }
 RECIPES.update({name: get_preset("dcgan-rp-constlr", **switches) for name, switches in CONSTLR_LEVERS.items()})
 LEVER_JOBS = [(name, 45, seed) for name in CONSTLR_LEVERS for seed in (0, 1)]
