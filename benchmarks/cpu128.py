@@ -24,7 +24,7 @@ sys.path.insert(0, str(HERE))  # equal_compute's budget rule, shared
 import torch  # noqa: E402
 from equal_compute import budget_config, find_run  # noqa: E402
 
-from ganlib.files import read_json  # noqa: E402
+from ganlib.files import from_home, read_json  # noqa: E402
 
 OUT = HERE / "results" / "cpu128"
 RUNS = Path.home() / "ganlib-runs" / "cpu128"
@@ -115,7 +115,7 @@ def shown(path: Path) -> str:
     """A path as the committed results print it: relative to the repository when inside it, else from ~."""
     if path.is_relative_to(REPO):
         return str(path.relative_to(REPO))
-    return f"~/{path.relative_to(Path.home())}" if path.is_relative_to(Path.home()) else str(path)
+    return from_home(path)
 
 
 def describe(c) -> str:

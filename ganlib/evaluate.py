@@ -24,6 +24,7 @@ from torch import nn
 from . import inception
 from .data import SPLITS, find_data_root, load_split, to_uint8
 from .device import pick_device
+from .files import from_home
 from .metrics import METRICS, MetricInputs, compute_metrics
 from .models import sample
 
@@ -107,7 +108,7 @@ def _run(names: list[str], inputs: MetricInputs, report: dict) -> None:
         report["metrics"].update(compute_metrics([name], inputs))
         report["seconds"][name] = round(time.perf_counter() - t0, 2)
     # A figure drawn outside the report's folder is named by its full path, home written as ~.
-    report["figures"].update({caption: _home(name) for caption, name in inputs.figures.items()})
+    report["figures"].update({caption: from_home(name) for caption, name in inputs.figures.items()})
 
 
 def _check_device(device: str | None) -> str:
@@ -264,12 +265,6 @@ def format_table(metrics: dict[str, float]) -> str:
         better, what = _describe(key)
         lines.append(f"| `{key}` | {value:.6g} | {better} | {what} |")
     return "\n".join(lines)
-
-
-def _home(path: str) -> str:
-    """`path` with the home folder written as ~, as reports that may be committed should show it."""
-    home = str(Path.home())
-    return "~" + path[len(home):] if path.startswith(home + "/") else path
 
 
 def write_report(report: dict, out_dir: str | os.PathLike) -> tuple[Path, Path]:

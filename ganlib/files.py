@@ -39,3 +39,9 @@ def read_json(path: str | os.PathLike) -> dict:
 def write_json(path: str | os.PathLike, data: dict) -> Path:
     """`data` as indented JSON at `path`, atomically."""
     return write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def from_home(path: str | os.PathLike) -> str:
+    """`path` with this machine's home folder written as ~, as a report or result that may be committed names it."""
+    path = Path(path)
+    return f"~/{path.relative_to(Path.home())}" if path.is_relative_to(Path.home()) else str(path)
