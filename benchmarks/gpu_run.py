@@ -1,16 +1,16 @@
 """One command that spends a lent GPU's minutes well: the speed table's GPU row and two 128x128 OASIS models.
 
     # here, once: the 128x128 splits as a compressed uint8 pack (git-ignored .gpu/, carried to the GPU)
-    python benchmarks/gpu_run.py pack --data $OASIS --out .gpu/oasis128.npz
-    # on the GPU machine, one command (device tool: carry .gpu, PYTHONPATH=.):
-    python benchmarks/gpu_run.py run --pack .gpu/oasis128.npz --out $OUT --budget-s 520
+    python -m benchmarks.gpu_run pack --data $OASIS --out .gpu/oasis128.npz
+    # on the GPU machine, one command from the repository (device tool: carry .gpu):
+    python -m benchmarks.gpu_run run --pack .gpu/oasis128.npz --out $OUT --budget-s 520
     # here, after: put the weight files that were split for the trip back together
-    python benchmarks/gpu_run.py join DIR
+    python -m benchmarks.gpu_run join DIR
 
 `run` does, each part under a time guard (a subprocess killed at its deadline) so that the whole command ends
 inside `--budget-s` and report.json always holds what was done:
   1. versions, GPU name and memory;
-  2. benchmarks/throughput.py --device cuda: the PyTorch tutorial's way against ganlib's, seed model at 128px;
+  2. benchmarks.throughput --device cuda: the PyTorch tutorial's way against ganlib's, seed model at 128px;
   3. the `seed` preset's full 50 epochs at 128x128 on the training split, timed;
   4. a second recipe (default: `modern` with a 48-wide G, whose fp16 weights fit the 20 MB limit of a shipped
      model) for an image budget fixed before it starts from the seed's measured images/s and the minutes left;
@@ -32,8 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # ganlib from the tree, as on the GPU machine
+from benchmarks.common import load_pack, module_command, read_json, repo_env, save_pack
 
 CHUNK = 15 * 2**20  # the device returns files of at most 16 MiB
 MAX_FILES = 8
@@ -44,7 +43,7 @@ RESERVE_S = 40  # kept back at the end for exporting and writing the report
 
 
 def cmd_pack(args) -> int:
-    from ganlib.data import load_split, save_pack
+    from ganlib.data import load_split
 
     sets = {split: load_split(split, args.resolution, args.data) for split in args.splits.split(",")}
     path = save_pack(args.out, sets)
@@ -73,7 +72,6 @@ def cmd_join(args) -> int:
 
 def cmd_train(args) -> int:
     from ganlib.config import TrainConfig, get_preset, parse_set
-    from ganlib.data import load_pack
     from ganlib.train import train
 
     sets = load_pack(args.pack)
@@ -121,7 +119,7 @@ class Session:
         self.log_file.flush()
 
     def save(self) -> None:
-        from ganlib.files import write_atomic
+        from ganlib.utils.files import write_atomic
 
         write_atomic(self.out / "report.json", (json.dumps(self.report, indent=1) + "\n").encode())
 
@@ -183,7 +181,6 @@ def write_pngs(pack: str, folder: Path) -> int:
 
     from PIL import Image
 
-    from ganlib.data import load_pack
 
     train = load_pack(pack)["train"]
     target = folder / "keras_png_slices_train"
@@ -274,8 +271,8 @@ def samples_picture(session: Session, runs: dict[str, Path]) -> str | None:
 def cmd_run(args) -> int:
     out = Path(args.out)
     s = Session(out, args.budget_s)
-    me = [sys.executable, str(Path(__file__).resolve())]
-    s.report["command"] = " ".join(["python", "benchmarks/gpu_run.py", *sys.argv[1:]])
+    me = module_command("gpu_run")
+    s.report["command"] = " ".join(["python", "-m", "benchmarks.gpu_run", *sys.argv[1:]])
 
     # 1. Versions, GPU name, memory.
     s.report["machine"] = machine_info(args.device)
@@ -286,7 +283,7 @@ def cmd_run(args) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         n = write_pngs(args.pack, Path(tmp))
         s.say(f"throughput: {n} training slices written as PNG for the tutorial's data path")
-        cmd = [sys.executable, str(HERE / "throughput.py"), "--device", args.device, "--data", tmp]
+        cmd = module_command("throughput", "--device", args.device, "--data", tmp)
         cmd += ["--json", str(out / "throughput.json")] + (["--quick"] if args.quick_throughput else [])
         s.call("throughput", cmd, args.throughput_s)
 
@@ -355,7 +352,7 @@ def cmd_run(args) -> int:
         (f"{args.best}128_G", best_run, False),
     ]
     for label, run_dir, ema in exports:
-        if run_dir is None or (not ema and json.loads((run_dir / "config.json").read_text())["ema_beta"] == 0):
+        if run_dir is None or (not ema and json.loads((run_dir / "config.json").read_text())["ema_kimg"] == 0):
             continue
         names = export(s, run_dir, label, ema)
         if len(files) + len(names) > MAX_FILES:
@@ -385,22 +382,19 @@ EQUAL_JOBS = [("seed", 45, 0), ("seed", 45, 1), ("dcgan-rp", 45, 0), ("dcgan-rp"
 
 
 def cmd_equal(args) -> int:
-    """benchmarks/equal_compute.py's jobs trained here, all at once: the image budget each would get on the
+    """benchmarks.equal_compute's jobs trained here, all at once: the image budget each would get on the
     2-core CPU (its rate there x its minutes), the GPU only doing it sooner. Nothing is scored here (the
     Inception weights stay home): the generators come back as one tar, split in parts, to be scored there."""
     import tarfile
 
-    sys.path.insert(0, str(HERE))
-    from equal_compute import LEVER_JOBS, Job
-    from equal_compute import OUT as EQUAL_OUT
-
+    from benchmarks.equal_compute import LEVER_JOBS, Job
+    from benchmarks.equal_compute import OUT as EQUAL_OUT
     from ganlib.checkpoint import export_generator
     from ganlib.config import parse_set
-    from ganlib.files import read_json
 
     out, runs_root = Path(args.out), Path(args.runs)
     s = Session(out, args.budget_s)
-    s.report["command"] = " ".join(["python", "benchmarks/gpu_run.py", *sys.argv[1:]])
+    s.report["command"] = " ".join(["python", "-m", "benchmarks.gpu_run", *sys.argv[1:]])
     s.report["machine"] = machine_info(args.device)
     s.say(f"machine: {json.dumps({k: v for k, v in s.report['machine'].items() if k != 'nvidia_smi'})}")
     rates = read_json(EQUAL_OUT / "rates.json")
@@ -413,8 +407,8 @@ def cmd_equal(args) -> int:
         folder = runs_root / config.name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(config.to_dict()))
-        cmd = [sys.executable, str(Path(__file__).resolve()), "train", "--pack", args.pack, "--runs", str(folder),
-               "--device", args.device, "--config", str(folder / "config.json"), "--checkpoint-every", "1"]
+        cmd = module_command("gpu_run", "train", "--pack", args.pack, "--runs", str(folder), "--device", args.device,
+                             "--config", str(folder / "config.json"), "--checkpoint-every", "1")
         log = open(folder / "log.txt", "w")
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
         procs[config.name] = (subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), time.monotonic())
@@ -496,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
         "--best-cost",
         type=float,
         default=1.3,
-        help="the second recipe's time per image over the seed's (modern, G 48 wide: 1.27 on an H200, 2026-11-26)",
+        help="the second recipe's time per image over the seed's (measured on the lent H200: docs/results.md)",
     )
     p.add_argument("--checkpoint-every", type=int, default=5)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for both runs (tests)")
@@ -533,6 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_join)
 
     args = parser.parse_args(argv)
+    os.environ.update(repo_env())  # the parts run as `python -m benchmarks.*` subprocesses, from any folder
     return args.func(args)
 
 

@@ -2,7 +2,7 @@
 
 A paired generator (`--preset pairs`: slice + 4-class mask, conditioned on the slice position) makes as many
 image+mask pairs as the real training split has, every position equally often. A small U-Net
-(`ganlib.segment`) is then trained, the same number of steps each time, on
+(`ganlib.pairs.segment`) is then trained, the same number of steps each time, on
 
     real               the real training pairs (5,120 slices of 160 subjects)
     synthetic          only synthetic pairs, as many as the real ones
@@ -17,8 +17,8 @@ Beside it, checks of the generated masks: class proportions per slice position a
 real-trained segmenter's agreement with the generated masks, and the memorisation audit on pairs.
 
     D=../shared/oasis/keras_png_slices_data
-    python benchmarks/synthetic_segmentation.py run --data $D --checkpoint RUN_OR_PT [--scarce-checkpoint RUN_OR_PT]
-    python benchmarks/synthetic_segmentation.py report
+    python -m benchmarks.synthetic_segmentation run --data $D --checkpoint RUN_OR_PT [--scarce-checkpoint RUN_OR_PT]
+    python -m benchmarks.synthetic_segmentation report
 
 Jobs already in results.json are kept: a cut-off run continues with the next job when run again.
 """
@@ -32,20 +32,20 @@ from pathlib import Path
 
 import torch
 
-from ganlib.audit import run_audit
+from benchmarks.common import read_json, write_json
 from ganlib.checkpoint import load_generator
 from ganlib.conditional import default_positions
 from ganlib.data import MASK_LEVELS, load_split, subject_subset, to_float, to_uint8
-from ganlib.files import read_json, write_json
+from ganlib.evaluation.audit import run_audit
 from ganlib.models import sample
-from ganlib.segment import CLASS_NAMES, UNet, class_proportions, dice_per_class, predict, train_segmenter
+from ganlib.pairs.segment import CLASS_NAMES, UNet, class_proportions, dice_per_class, predict, train_segmenter
 
 OUT = Path(__file__).resolve().parent / "results" / "synthetic-segmentation-cpu64"
 RUNS = Path.home() / "ganlib-runs" / "segmentation"
 RESOLUTION = 64
 SETTINGS = ("real", "synthetic", "real+synthetic", "scarce", "scarce+synthetic")
 SCARCE_SHARE = 0.1
-TISSUES = (1, 2, 3)  # the mean Dice is over CSF, grey and white matter (background is easy: ~0.99)
+TISSUES = (1, 2, 3)  # the mean Dice is over CSF, grey and white matter (background is easy)
 
 
 def synthetic_pairs(checkpoint: str, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,13 +1,13 @@
 """Training throughput: the PyTorch DCGAN tutorial's way against ganlib's way, same model, one device.
 
-    python benchmarks/throughput.py [--data PATH] [--device cpu|cuda] [--quick]
+    python -m benchmarks.throughput [--data PATH] [--device cpu|cuda] [--quick]
 
 The reference way opens every PNG with PIL per item through torchvision transforms and a DataLoader, trains
 in float32 with nn.BCELoss on D's Sigmoid and plain Adam. ganlib's way is the loop's own step: the split
 decoded once into a uint8 tensor on the device, bf16 autocast, channels_last, BCE-with-logits, foreach
 (CPU) or fused (GPU) Adam. The ways take turns in one process, so that they share whatever else a shared
 machine is doing; warm-up steps are not timed; peak memory comes from each way run alone in its own process.
-Results go to benchmarks/results/<device>-<model>-<date>.json; benchmarks/README.md shows what was measured.
+Results go to benchmarks/results/<device>-<model>-<date>.json; docs/results.md shows what was measured.
 """
 
 from __future__ import annotations
@@ -29,11 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import flops  # noqa: E402  (benchmarks/ is not a package)
-
-RESULTS = Path(__file__).resolve().parent / "results"
-
+from benchmarks import flops
+from benchmarks.common import RESULTS, module_command, repo_env
 
 # ---------------------------------------------------------------- the two ways, one step each
 
@@ -65,8 +62,8 @@ def reference_step_fn(config, files: list[str], batch: int, device: torch.device
 
     torch.manual_seed(0)
     G, D = (m.to(device) for m in build_models(config))
-    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas)
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas)
+    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=config.betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr, betas=config.betas)
     criterion = nn.BCELoss()
     loader = torch.utils.data.DataLoader(
         PngSlices(files, config.resolution),
@@ -108,17 +105,17 @@ def reference_step_fn(config, files: list[str], batch: int, device: torch.device
 def ganlib_step_fn(config, images: torch.Tensor, batch: int, device: torch.device, amp: bool, total_images: int):
     """One iteration of ganlib.train's loop per call, from its own step functions."""
     from ganlib.data import to_float
-    from ganlib.device import autocast
     from ganlib.losses import d_step, g_step
     from ganlib.models import build_models
     from ganlib.train import _Logits, epoch_order
+    from ganlib.utils.device import autocast
 
     torch.manual_seed(0)
     G, D = (m.to(device) for m in build_models(config))
     G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     fused = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas, **fused)
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, **fused)
+    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=config.betas, **fused)
+    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr, betas=config.betas, **fused)
     D_train = _Logits(D)
     amp_ctx = lambda: autocast(device, amp)  # noqa: E731
     order = epoch_order(len(images), total_images, torch.Generator().manual_seed(0)).to(device)
@@ -134,8 +131,10 @@ def ganlib_step_fn(config, images: torch.Tensor, batch: int, device: torch.devic
         real = to_float(images[idx]).contiguous(memory_format=torch.channels_last)
         with amp_ctx():
             fake = G(z)
-        loss_D, d_x, d_gz = d_step(D_train, opt_D, real, fake, amp_ctx, config)
-        loss_G = g_step(D_train, opt_G, fake, amp_ctx, config)
+        with amp_ctx():
+            loss_D, d_x, d_gz = d_step(D_train, opt_D, real, fake)
+        with amp_ctx():
+            loss_G = g_step(D_train, opt_G, fake)
         sums.add_(torch.stack([loss_D, loss_G, d_x, d_gz]))  # no host sync, as in the loop
 
     return step, (G, D)
@@ -211,7 +210,8 @@ def child(spec: dict) -> dict:
 
 def run_child(spec: dict) -> dict:
     """`child(spec)` in a fresh Python process, so its peak memory and warm-up are its own."""
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    cmd = module_command("throughput", "--child", json.dumps(spec))
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=repo_env())
     if proc.returncode != 0:
         sys.exit(f"measurement {spec['entries']} failed:\n{proc.stderr[-4000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -257,19 +257,19 @@ def measure(device: torch.device, data: str | None, plan: dict, threads: int) ->
     """Decode and count FLOPs here; then memory, the interleaved comparison and the batch sweep in children."""
     from ganlib.config import get_preset
     from ganlib.data import find_data_root, load_split, scan_split
-    from ganlib.device import bf16_supported
     from ganlib.models import build_models
+    from ganlib.utils.device import bf16_supported
 
     config, amp = get_preset("seed"), bf16_supported(device)
     root, origin = find_data_root(data)
-    files = [str(e[2]) for e in scan_split(root, config.split)]
+    files = [str(e[2]) for e in scan_split(root, "train")]
     if len(files) < 2 * BATCH:
-        sys.exit(f"{root}: {len(files)} {config.split} slices; the benchmark needs at least {2 * BATCH}")
+        sys.exit(f"{root}: {len(files)} train slices; the benchmark needs at least {2 * BATCH}")
     print(f"data: {root} ({origin}), {len(files)} slices; load {os.getloadavg()}", flush=True)
 
     # ganlib decodes the split once per run: time it without its disk cache, it is ganlib's one-off cost.
     t0 = time.perf_counter()
-    images = load_split(config.split, config.resolution, root, cache=False).images
+    images = load_split("train", config.resolution, root, cache=False).images
     decode_s = time.perf_counter() - t0
 
     # FLOPs per image from the shapes, checked by FlopCounterMode on one small step of each way.
@@ -370,7 +370,7 @@ def summarise(memory, compare, sweep, counts, info, decode_s, n_slices, amp) -> 
 
 
 def report(r: dict) -> str:
-    """The results as the Markdown that benchmarks/README.md shows."""
+    """The results as the Markdown that docs/results.md shows."""
     f, m = r["flops"], r["machine"]
     loads = r["load_during"] or [float("nan")]
     pct = lambda x: f"{100 * x:.1f}%" if x else "n/a"  # noqa: E731
@@ -441,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--device cuda: CUDA is not available here")
     plan = PLANS[device.type + ("-quick" if args.quick else "")]
     result = measure(device, args.data, plan, args.threads or torch.get_num_threads())
-    result["command"] = " ".join(["python", "benchmarks/throughput.py", *(sys.argv[1:] if argv is None else argv)])
+    result["command"] = " ".join(["python", "-m", "benchmarks.throughput", *(sys.argv[1:] if argv is None else argv)])
     print("\n" + report(result))
     path = Path(args.json) if args.json else None if args.quick else result_path(device, result["machine"])
     if path is not None:

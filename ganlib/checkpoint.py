@@ -6,20 +6,22 @@ generator (`export_generator`) only G in fp16 with its config, small enough to s
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from .config import TrainConfig
-from .files import write_atomic
+from .config import SPEED_FIELDS, TrainConfig
 from .models import build_generator
+from .utils.files import write_atomic
 
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
-# What `--checkpoint pretrained` means, best first: the 128x128 OASIS model trained on a GPU (FID 20.5), the
-# one trained within 90 minutes of this project's 2-core CPU (FID 28.0, benchmarks/cpu128.py), then the `cpu`
-# preset trained on the bundled demo set by `make demo`. Each can also be named: `--checkpoint oasis128_cpu`.
+# What `--checkpoint pretrained` means, best first (their model cards beside them give their scores): the
+# 128x128 OASIS model trained on a GPU, the one trained within 90 minutes of this project's 2-core CPU, then
+# the demo model trained on the bundled demo set. Each can also be named: `--checkpoint oasis128_cpu`.
 PRETRAINED = ("oasis128.pt", "oasis128_cpu.pt", "cpu_demo.pt")
 PAIRS = "oasis64_pairs.pt"  # the position-conditioned slice+mask generator: `--checkpoint pretrained-pairs`
 
@@ -69,6 +71,47 @@ def load_training_state(path: str | os.PathLike, mmap: bool = False) -> dict:
             "resume from a run folder's checkpoints/latest.pt"
         )
     return state
+
+
+@dataclass
+class Resume:
+    """A run to continue: its folder, its last checkpoint's state, and the config it continues with."""
+
+    run_dir: Path
+    state: dict
+    config: TrainConfig
+
+    @property
+    def epoch(self) -> int:
+        return self.state["epoch"]
+
+
+def resolve_resume(path: str | os.PathLike, requested: TrainConfig | dict | None = None) -> Resume:
+    """The one place a resume is worked out: what `ganlib train --resume` and `train(resume=...)` continue.
+
+    `requested` is a whole config or overrides of the stored one. The stored config decides what is
+    computed: only the epoch count and the speed switches may change; anything else is refused in one line.
+    """
+    state = load_training_state(path)
+    stored = TrainConfig.from_dict(state["config"])
+    if isinstance(requested, dict):
+        requested = dataclasses.replace(stored, **requested)
+    config = stored
+    if requested is not None:
+        fixed = [f.name for f in dataclasses.fields(TrainConfig) if f.name not in ("num_epochs", *SPEED_FIELDS)]
+        diff = [k for k in fixed if getattr(stored, k) != getattr(requested, k)]
+        if diff:
+            was = ", ".join(f"{k}={getattr(stored, k)!r}" for k in diff)
+            asked = ", ".join(f"{k}={getattr(requested, k)!r}" for k in diff)
+            raise ValueError(
+                f"--resume: the run was trained with {was}, not {asked}; a resumed run keeps its own config "
+                f"(only the epoch count and the speed switches {', '.join(SPEED_FIELDS)} may change): "
+                "start a new run for a different one"
+            )
+        config = dataclasses.replace(
+            stored, num_epochs=requested.num_epochs, **{k: getattr(requested, k) for k in SPEED_FIELDS}
+        )
+    return Resume(resolve_checkpoint(path).parents[1], state, config)
 
 
 def restore_training_state(state: dict, parts: dict) -> None:

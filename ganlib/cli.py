@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import errno
 import logging
 import os
@@ -14,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from .config import PRESETS, TrainConfig, check_resume, get_preset, parse_set
+from .config import PRESETS, get_preset, parse_set
 from .data import MASK_LEVELS, DataError, find_data_root, split_counts
-from .device import setup_distributed, teardown_distributed
+from .utils.device import setup_distributed, teardown_distributed
 
 
 def _positive(value: str) -> int:
@@ -39,18 +38,15 @@ def _position(value: str) -> int:
     return pos
 
 
-def _train_config(args) -> TrainConfig | None:
-    """The config a `train` command asks for; on --resume the run's stored one with the allowed changes.
+def _train_request(args):
+    """What a `train` command asks for: a config, or on --resume the run to continue (`checkpoint.Resume`).
 
     Returns None when a resumed run already has the epochs asked for (nothing to do; said in one line).
     """
     overrides = parse_set(args.set)
-    if args.seed is not None:
-        overrides["seed"] = args.seed
-    if args.epochs is not None:
-        overrides["num_epochs"] = args.epochs
-    if args.batch_size is not None:
-        overrides["batch_size"] = args.batch_size
+    for key, value in (("seed", args.seed), ("num_epochs", args.epochs), ("batch_size", args.batch_size)):
+        if value is not None:
+            overrides[key] = value
     if args.no_amp:
         overrides["amp"] = False
     if args.compile:
@@ -59,35 +55,39 @@ def _train_config(args) -> TrainConfig | None:
         overrides["sync_bn"] = True
     if args.resume is None:
         return get_preset(args.preset or "cpu", **overrides)
-    from .checkpoint import load_training_state, resolve_checkpoint
+    from .checkpoint import resolve_resume
 
-    state = load_training_state(args.resume, mmap=True)  # the config and epoch; train() loads the weights
-    stored = TrainConfig.from_dict(state["config"])
-    if args.preset is not None and args.preset != stored.name:
-        raise ValueError(f"--preset {args.preset}: the run to resume is a {stored.name!r} run; leave --preset out")
-    config = check_resume(stored, dataclasses.replace(stored, **overrides))
-    run_dir = resolve_checkpoint(args.resume).parents[1]
-    done = state["epoch"]
-    if done >= config.num_epochs:
-        print(f"{run_dir} already has {done} of {config.num_epochs} epochs; nothing to train (--epochs N extends it)")
+    resume = resolve_resume(args.resume, overrides)
+    stored = resume.config.name
+    if args.preset is not None and args.preset != stored:
+        raise ValueError(f"--preset {args.preset}: the run to resume is a {stored!r} run; leave --preset out")
+    if resume.epoch >= resume.config.num_epochs:
+        print(
+            f"{resume.run_dir} already has {resume.epoch} of {resume.config.num_epochs} epochs; nothing to train "
+            "(--epochs N extends it)"
+        )
         return None
-    print(f"resuming {run_dir} at epoch {done + 1} of {config.num_epochs}, with its stored {stored.name!r} config")
-    return config
+    print(f"resuming {resume.run_dir} at epoch {resume.epoch + 1} of {resume.config.num_epochs}, with its stored "
+          f"{stored!r} config")
+    return resume
 
 
 def cmd_train(args) -> int:
+    from .checkpoint import Resume
     from .train import train
 
-    config = _train_config(args)
-    if config is None:
+    request = _train_request(args)
+    if request is None:
         return 0
+    resume = request if isinstance(request, Resume) else None
+    config = resume.config if resume is not None else request
     ddp_device = setup_distributed()
     device = str(ddp_device) if ddp_device is not None else args.device
     run_dir = train(
         config,
         data=args.data,
         out=args.out,
-        resume=args.resume,
+        resume=resume,
         device=device,
         eval_every=args.eval_every,
         checkpoint_every=args.checkpoint_every,
@@ -233,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_info)
 
     try:
-        from . import evaluate
+        from .evaluation import evaluate
     except ImportError:  # evaluation needs torchmetrics; everything else works without it
         evaluate = None
     if evaluate is not None:

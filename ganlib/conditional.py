@@ -1,4 +1,4 @@
-"""Slice-position control and image+mask pairs: the pieces both architectures share (issue 14).
+"""Slice-position control and image+mask pairs: the pieces both architectures share.
 
 Every OASIS slice has a position (0-31, from its file name) and a 4-class mask (background, CSF, grey
 matter, white matter). Two switches of `TrainConfig` use them:

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import io
 import logging
-import lzma
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -22,11 +21,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .files import write_atomic
+from .utils.files import REPO_ROOT, write_atomic
 
 log = logging.getLogger("ganlib")
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
 DEMO_ROOT = Path(__file__).resolve().parent / "demo" / "keras_png_slices_data"
 SPLITS = ("train", "validate", "test")
 IMAGE_RE = re.compile(r"^case_(\d+)_slice_(\d+)\.nii\.png$")
@@ -284,49 +282,6 @@ def _slice_set(arrays: dict, entries: list, split: str, root: Path) -> SliceSet:
         root=root,
         masks=torch.from_numpy(arrays["masks"]) if "masks" in arrays else None,
     )
-
-
-def save_pack(path: str | os.PathLike, sets: dict[str, SliceSet]) -> Path:
-    """Several decoded splits in one compressed .npz (uint8 images, ids, file names): a portable data cache.
-
-    A name ending in .xz (`oasis128.npz.xz`) is compressed with xz instead of zlib.
-
-    This is how the data travels to a machine that has no copy of the PNGs (a lent GPU): `load_pack` gives the
-    same `SliceSet`s back, without reading a PNG.
-    """
-    arrays = {}
-    for split, s in sets.items():
-        arrays[f"{split}/images"] = s.images.numpy()
-        arrays[f"{split}/case_ids"] = s.case_ids.numpy()
-        arrays[f"{split}/slice_idx"] = s.slice_idx.numpy()
-        arrays[f"{split}/files"] = np.array([Path(f).name for f in s.files])
-        if s.masks is not None:
-            arrays[f"{split}/masks"] = s.masks.numpy()
-    buf = io.BytesIO()
-    if str(path).endswith(".xz"):  # xz: about 16% smaller than zlib on these slices, and slower to write
-        np.savez(buf, **arrays)
-        return write_atomic(path, lzma.compress(buf.getbuffer(), preset=6))
-    np.savez_compressed(buf, **arrays)
-    return write_atomic(path, buf.getbuffer())
-
-
-def load_pack(path: str | os.PathLike) -> dict[str, SliceSet]:
-    """The splits that `save_pack` wrote, as `SliceSet`s (root: the pack file)."""
-    path = Path(path)
-    try:
-        source = io.BytesIO(lzma.decompress(path.read_bytes())) if str(path).endswith(".xz") else path
-        with np.load(source, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (OSError, ValueError, lzma.LZMAError) as e:
-        raise DataError(f"{path}: not a readable data pack ({e}); make it again with save_pack") from None
-    sets = {}
-    for split in sorted({k.split("/")[0] for k in arrays}):
-        a = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(split + "/")}
-        if not {"images", "case_ids", "slice_idx", "files"} <= set(a):
-            raise DataError(f"{path}: split {split!r} lacks images, ids or file names; make the pack again")
-        entries = [(None, None, f, None) for f in a.pop("files").tolist()]
-        sets[split] = _slice_set(a, entries, split, path)
-    return sets
 
 
 def split_counts(root: Path) -> dict[str, int]:

@@ -1,13 +1,17 @@
-"""The GAN objective in one place: D's and G's losses, and one update step of each.
+"""The GAN objective in one place: the losses as the papers write them, and one update of D and of G.
 
-D is trained to tell real slices (label 1) from generated ones (label 0); G is trained to make D call its
-slices real. With `loss="bce"` (the seed, as DCGAN) this is binary cross-entropy on D's logits, and G uses
-the non-saturating form: it maximises log D(G(z)) rather than minimising log(1 - D(G(z))), whose gradient
-vanishes exactly when G is bad and D is sure. `loss="hinge"` is the hinge form of SAGAN and BigGAN.
-`loss="rpgan"` is the relativistic pairing loss of R3GAN: D judges each real slice against a generated
-one, softplus(D(fake) - D(real)), and G the other way round, so neither can win by moving all of D's
-outputs at once. With the R1 and R2 gradient penalties (on real and generated slices) it converges where
-the other two can cycle (Huang et al. 2024).
+D is trained to tell real slices from generated ones; G is trained to make D call its slices real. The
+losses take D's logits (its score before the Sigmoid):
+
+- `bce` (the seed, as DCGAN): D minimises -log D(x) - log(1 - D(G(z))); G uses the non-saturating form
+  and minimises -log D(G(z)) rather than log(1 - D(G(z))), whose gradient vanishes exactly when G is bad
+  and D is sure.
+- `rpgan` (R3GAN, Huang et al. 2024): the relativistic pairing loss. D judges each real slice against a
+  generated one, softplus(D(G(z)) - D(x)), and G the other way round, so neither can win by moving all of
+  D's scores at once. With the R1 and R2 gradient penalties it converges where the seed's loss can cycle.
+
+`d_step` and `g_step` are the seed's update, whatever the loss; the penalties are their own function,
+`add_gradient_penalties`, which the training loop calls on its schedule before D's update.
 """
 
 from __future__ import annotations
@@ -15,91 +19,91 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-
-def bce(logits: torch.Tensor, real: bool) -> torch.Tensor:
-    """BCE of D's Sigmoid output against 1 (real) or 0 (fake), computed stably from logits."""
-    target = torch.full_like(logits, 1.0 if real else 0.0, dtype=torch.float32)
-    return F.binary_cross_entropy_with_logits(logits.float(), target)
+# ---------------------------------------------------------------- the losses
 
 
-def d_loss(out: torch.Tensor, real: bool, kind: str) -> torch.Tensor:
-    """D's loss on one half of its batch: the seed's BCE, or the hinge loss."""
-    if kind == "hinge":
-        return F.relu(1.0 - out.float()).mean() if real else F.relu(1.0 + out.float()).mean()
-    return bce(out, real)
+def bce_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The seed's D loss: -log D(x) - log(1 - D(G(z))), as BCE against 1 and 0, computed stably from logits."""
+    real_logits, fake_logits = real_logits.float(), fake_logits.float()
+    real_term = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+    fake_term = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+    return real_term + fake_term
 
 
-def d_pair_loss(out_real: torch.Tensor, out_fake: torch.Tensor, kind: str) -> torch.Tensor:
-    """D's loss on a batch of real slices and as many generated ones (paired one to one for "rpgan")."""
-    if kind == "rpgan":
-        return F.softplus(out_fake.float() - out_real.float()).mean()
-    return d_loss(out_real, True, kind) + d_loss(out_fake, False, kind)
+def bce_g_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor | None = None) -> torch.Tensor:
+    """The seed's G loss, non-saturating: -log D(G(z)). (`real_logits` is not used; RpGAN's G loss needs it.)"""
+    fake_logits = fake_logits.float()
+    return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-def g_loss(out: torch.Tensor, kind: str, out_real: torch.Tensor | None = None) -> torch.Tensor:
-    """G's loss: non-saturating BCE (D should call fakes real), the hinge generator loss, or RpGAN's."""
-    if kind == "rpgan":
-        return F.softplus(out_real.float() - out.float()).mean()
-    return -out.float().mean() if kind == "hinge" else bce(out, real=True)
+def rpgan_d_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """RpGAN's D loss: softplus(D(G(z)) - D(x)), each real slice paired with one generated slice."""
+    return F.softplus(fake_logits.float() - real_logits.float()).mean()
 
 
-def gradient_penalty(out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def rpgan_g_loss(fake_logits: torch.Tensor, real_logits: torch.Tensor) -> torch.Tensor:
+    """RpGAN's G loss: softplus(D(x) - D(G(z))), the same pairs judged the other way round."""
+    return F.softplus(real_logits.float() - fake_logits.float()).mean()
+
+
+# `TrainConfig.loss` -> (D's loss, G's loss)
+LOSSES = {"bce": (bce_d_loss, bce_g_loss), "rpgan": (rpgan_d_loss, rpgan_g_loss)}
+
+
+# ---------------------------------------------------------------- one update of each network
+
+
+def d_step(D, opt_D, real, fake, d_loss=bce_d_loss):
+    """Update D: push D(x) towards 'real' and D(G(z)) towards 'fake'. Returns (loss, mean D(x), mean D(G(z)))."""
+    real_logits = D(real)
+    fake_logits = D(fake.detach())  # G is not trained in this step: no gradient flows back into it
+    loss = d_loss(real_logits, fake_logits)
+    loss.backward()
+    opt_D.step()
+    opt_D.zero_grad(set_to_none=True)  # after the step, so that a penalty's gradient can join the next one
+    return loss.detach(), real_logits.detach().float().sigmoid().mean(), fake_logits.detach().float().sigmoid().mean()
+
+
+def g_step(D, opt_G, fake, g_loss=bce_g_loss, real=None) -> torch.Tensor:
+    """Update G: push D(G(z)) towards 'real'. The gradient flows through D into G; only G's weights step.
+
+    D's weights are frozen meanwhile: their gradients would be wasted work and would leak into D's next step.
+    RpGAN's loss compares each generated slice with a real one, so it is given `real` too.
+    """
+    D.requires_grad_(False)
+    fake_logits = D(fake)
+    real_logits = D(real).detach() if real is not None else None
+    loss = g_loss(fake_logits, real_logits)
+    loss.backward()
+    D.requires_grad_(True)
+    opt_G.step()
+    opt_G.zero_grad(set_to_none=True)
+    return loss.detach()
+
+
+# ---------------------------------------------------------------- the gradient penalties
+
+
+def gradient_penalty(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """The mean squared norm of D's gradient at its inputs, |grad_x D(x)|^2.
 
     At real slices this is R1 (Mescheder et al. 2018), at generated ones R2: both keep D flat where the data
     and the samples are, so G gets gradients that point somewhere rather than oscillating.
     """
-    (grad,) = torch.autograd.grad(out.float().sum(), x, create_graph=True)
+    (grad,) = torch.autograd.grad(logits.float().sum(), x, create_graph=True)
     return grad.square().sum(dim=(1, 2, 3)).mean()
 
 
-def d_step(D, opt_D, real, fake, amp_ctx, config, aug=lambda x: x, r1: bool = False):
-    """Push D(real) towards 'real' and D(fake) towards 'fake'; returns (loss, mean D(x), mean D(G(z))).
+def add_gradient_penalties(D, real, fake, r1_gamma: float, r2_gamma: float, every: int = 1) -> None:
+    """Back-propagate gamma/2 * R1 on `real` and gamma/2 * R2 on `fake` into D's gradients.
 
-    `fake` is detached: this step changes D only, so no gradient needs to flow back into G.
-    With `r1` (a step where the lazy schedule asks for them), adds gamma/2 * R1 on the real slices and
-    gamma/2 * R2 on the generated ones, for the penalties whose gamma is set, scaled by the lazy interval.
+    Called on the penalty's schedule just before `d_step`, whose optimiser step then takes the penalty's
+    gradient with the loss's. Lazy regularisation (every `every` steps) scales it up by `every` to match.
     """
-    opt_D.zero_grad(set_to_none=True)
-    pen_real = r1 and config.r1_gamma > 0
-    pen_fake = r1 and config.r2_gamma > 0
-    real = real.detach().requires_grad_(True) if pen_real else real
-    fake = fake.detach().requires_grad_(pen_fake)
-    with amp_ctx():
-        out_real = D(aug(real))
-        out_fake = D(aug(fake))
-    loss = d_pair_loss(out_real, out_fake, config.loss)
-    total = loss
-    if pen_real:
-        total = total + gradient_penalty(out_real, real) * (config.r1_gamma / 2 * config.r1_every)
-    if pen_fake:
-        total = total + gradient_penalty(out_fake, fake) * (config.r2_gamma / 2 * config.r1_every)
-    total.backward()
-    opt_D.step()
-    return (
-        loss.detach(),
-        out_real.detach().float().sigmoid().mean(),
-        out_fake.detach().float().sigmoid().mean(),
-    )
-
-
-def g_step(D, opt_G, fake, amp_ctx, config, aug=lambda x: x, real=None) -> torch.Tensor:
-    """Push D(G(z)) towards 'real' (the non-saturating loss of the DCGAN paper, hinge, or RpGAN's).
-
-    The gradient flows through D into G, but D's own weights are frozen for the step: only opt_G steps,
-    and computing D's weight gradients would be wasted work (and would leak into D's next step).
-    RpGAN compares each generated slice with a real one, so it needs `real` too (D on it takes no gradient).
-    """
-    opt_G.zero_grad(set_to_none=True)
-    D.requires_grad_(False)
-    out_real = None
-    with amp_ctx():
-        out = D(aug(fake))
-        if config.loss == "rpgan":
-            with torch.no_grad():
-                out_real = D(aug(real))
-    loss = g_loss(out, config.loss, out_real)
-    loss.backward()
-    D.requires_grad_(True)
-    opt_G.step()
-    return loss.detach()
+    total = 0.0
+    for x, gamma in ((real, r1_gamma), (fake, r2_gamma)):
+        if gamma > 0:
+            x = x.detach().requires_grad_(True)
+            total = total + gradient_penalty(D(x), x) * (gamma / 2 * every)
+    if torch.is_tensor(total):
+        total.backward()

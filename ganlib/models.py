@@ -23,8 +23,8 @@ from .conditional import (
     default_positions,
     split_output,
 )
-
-RESOLUTIONS = (32, 64, 128, 256)
+from .config import RESOLUTIONS
+from .resnet import ResNetDiscriminator, ResNetGenerator
 
 
 def _num_blocks(resolution: int) -> int:
@@ -128,9 +128,7 @@ def build_generator(config) -> nn.Module:
     """G for a `TrainConfig`: the seed's DCGAN or the residual network of `ganlib.resnet` (not initialised)."""
     extra = {"positions": config.positions, "mask_classes": NUM_CLASSES if config.with_masks else 0}
     if config.arch == "resnet":
-        from .resnet import ResNetGenerator
-
-        return ResNetGenerator(config.z_dim, config.resolution, config.g_width, blocks=config.res_blocks, **extra)
+        return ResNetGenerator(config.z_dim, config.resolution, config.g_width, **extra)
     if config.arch != "dcgan":
         raise ValueError(f"arch must be one of {ARCHS}, got {config.arch!r}")
     return Generator(config.z_dim, config.resolution, config.g_width, **extra)
@@ -144,12 +142,10 @@ def build_models(config) -> tuple[nn.Module, nn.Module]:
     G = build_generator(config)
     extra = {"positions": config.positions, "channels": 1 + (NUM_CLASSES if config.with_masks else 0)}
     if config.arch == "resnet":
-        from .resnet import ResNetDiscriminator
-
-        return G, ResNetDiscriminator(config.resolution, config.d_width, blocks=config.res_blocks, **extra)
+        return G, ResNetDiscriminator(config.resolution, config.d_width, **extra)
     D = Discriminator(config.resolution, config.d_width, norm=config.d_norm, **extra)
-    init_weights(G, config.init_std)
-    init_weights(D, config.init_std)
+    init_weights(G)
+    init_weights(D)
     return G, D
 
 

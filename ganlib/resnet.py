@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conditional import EMBED_DIM, PositionInput, Projection, split_output
+from .config import RESOLUTIONS
 
 GROUP = 16  # channels per group in the 3x3 convolutions
 EXPAND = 2  # channel expansion inside a block
@@ -30,9 +31,9 @@ SLOPE = 0.2  # leaky ReLU slope
 
 def stage_widths(resolution: int, width: int) -> list[int]:
     """Channels at 4x4, 8x8, ... full resolution: width at full size, doubling per halving, at most 8x."""
-    from .models import _num_blocks
-
-    n = _num_blocks(resolution) + 1
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution must be one of {RESOLUTIONS}, got {resolution}")
+    n = int(math.log2(resolution)) - 1
     return [width * min(2 ** (n - 1 - i), 8) for i in range(n)]
 
 

@@ -1,9 +1,13 @@
 """One readable training loop for the GAN, with run folders, checkpoints and exact resume.
 
+`train()` wires everything once (device, data, networks, optimisers, DistributedDataParallel, compile,
+mixed precision, the EMA, the run folder), then its loop reads: update D, update G, update the EMA, and
+after each epoch a snapshot. The updates themselves, and the objective, live in `ganlib.losses`.
+
 The split lives on the training device as uint8 and batches are indexed there. Every epoch draws its
-shuffle and its latents from generators seeded by (seed, epoch), so a run resumed from its last
+shuffle, latents and augmentations from generators seeded by (seed, epoch), so a run resumed from its last
 checkpoint repeats exactly what an uninterrupted run would do. Under torchrun each rank takes its own
-slice of every global batch; rank 0 alone writes. The objective itself lives in `ganlib.losses`.
+slice of every global batch; rank 0 alone writes.
 """
 
 from __future__ import annotations
@@ -24,28 +28,20 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt_io
 from .augment import diff_augment
+from .checkpoint import Resume, resolve_resume
 from .conditional import masks_to_float, one_hot_masks
-from .config import TrainConfig, check_resume
-from .data import (
-    DataError,
-    SliceSet,
-    find_data_root,
-    load_split,
-    shown_path,
-    split_dirs,
-    subject_subset,
-    to_float,
-)
-from .device import autocast, bf16_supported, dist_info, pick_device
-from .distributed import sync_batchnorm
-from .losses import d_pair_loss, d_step, g_step
+from .config import TrainConfig
+from .data import DataError, SliceSet, find_data_root, load_split, shown_path, split_dirs, subject_subset, to_float
+from .losses import LOSSES, add_gradient_penalties, d_step, g_step
 from .models import build_models, sample
-from .runs import lock_run_dir, new_run_dir
+from .utils.device import autocast, bf16_supported, dist_info, pick_device
+from .utils.distributed import sync_batchnorm
+from .utils.runs import lock_run_dir, new_run_dir
 from .viz import plot_losses, save_grid
 
 log = logging.getLogger("ganlib")
 
-__all__ = ["train", "TrainingDiverged", "epoch_order", "pick_device", "sample"]
+__all__ = ["train", "TrainingDiverged", "TrainingInterrupted", "epoch_order"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -85,18 +81,16 @@ def fixed_latents(config: TrainConfig, device: torch.device) -> torch.Tensor:
 
 
 def ema_beta(config: TrainConfig, step: int) -> float:
-    """The EMA's decay for this step: from the half-life in images (`ema_kimg`) or `ema_beta`.
+    """The EMA's decay for this step, from its half-life in images: beta = 0.5 ** (batch / half-life).
 
-    A half-life of H images means the weights of H images ago count half: beta = 0.5 ** (batch / H).
-    Early on the average would be mostly the random initial weights, so it ramps up: with `ema_rampup` the
-    half-life is at most that fraction of the images seen so far, and `ema_beta` is capped at (1+t)/(10+t).
+    A half-life of H images means the weights of H images ago count half. Early on the average would be
+    mostly the random initial weights, so with `ema_rampup` the half-life is at most that fraction of the
+    images seen so far.
     """
-    if config.ema_kimg > 0:
-        half_life = config.ema_kimg * 1000
-        if config.ema_rampup > 0:
-            half_life = min(half_life, (step + 1) * config.batch_size * config.ema_rampup)
-        return 0.5 ** (config.batch_size / max(half_life, 1e-8))
-    return min(config.ema_beta, (1 + step) / (10 + step))
+    half_life = config.ema_kimg * 1000
+    if config.ema_rampup > 0:
+        half_life = min(half_life, (step + 1) * config.batch_size * config.ema_rampup)
+    return 0.5 ** (config.batch_size / max(half_life, 1e-8))
 
 
 @torch.no_grad()
@@ -118,18 +112,20 @@ class _Logits(torch.nn.Module):
         return self.D.logits(x, y)
 
 
-class _AtPositions(torch.nn.Module):
-    """D told this batch's slice positions: what `d_step` and `g_step` call as D(x) in conditional training.
+class DiscriminatorView(torch.nn.Module):
+    """D as the update steps call it: D(x) is D's logits for x after augmentation.
 
-    A module (not a closure) so that `g_step` can freeze D's weights through it.
+    Built once before the loop; the loop sets `.augment` each epoch and, for a position-conditioned run,
+    the batch's slice positions `.y` each step. A module, so that `g_step` can freeze D's weights through it.
     """
 
-    def __init__(self, D, y):
+    def __init__(self, logits: torch.nn.Module):
         super().__init__()
-        self.D, self.y = D, y
+        self.logits = logits
+        self.augment, self.y = (lambda x: x), None
 
-    def forward(self, x):
-        return self.D(x, self.y)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.augment(x), self.y)
 
 
 def on_device(split: SliceSet, config: TrainConfig, dev: torch.device) -> SimpleNamespace:
@@ -160,7 +156,7 @@ def val_loss_d(G, D, val: SimpleNamespace, config: TrainConfig, device, amp_ctx)
         z = torch.randn(len(real), config.z_dim, generator=g, device=device)
         with amp_ctx():
             lr_, lf_ = D.logits(real, y), D.logits(G(z, y), y)
-        total += d_pair_loss(lr_, lf_, config.loss).item() * len(real)
+        total += LOSSES[config.loss][0](lr_, lf_).item() * len(real)
         n += len(real)
     G.train(), D.train()
     return total / max(n, 1)
@@ -170,7 +166,7 @@ def load_data(config: TrainConfig, data, train_set, val_set) -> tuple[SliceSet, 
     """The training split and, where the data has one, the validation split, decoded at the config's size."""
     masks = config.with_masks
     if train_set is None:
-        train_set = load_split(config.split, config.resolution, data, max_images=config.max_images, with_masks=masks)
+        train_set = load_split("train", config.resolution, data, max_images=config.max_images, with_masks=masks)
     if config.subject_share < 1:  # the scarce-data setting: a fixed share of the subjects
         chosen = subject_subset(train_set.case_ids, config.subject_share)
         train_set = train_set.subset(torch.isin(train_set.case_ids, chosen))
@@ -209,11 +205,11 @@ def build_parts(config: TrainConfig, dev: torch.device, world: int) -> dict:
     if config.channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     fused = {"fused": True} if dev.type == "cuda" else {"foreach": True}
-    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas, **fused)
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, **fused)
+    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=config.betas, **fused)
+    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr, betas=config.betas, **fused)
     return {
         "G": G,
-        "G_ema": copy.deepcopy(G).eval().requires_grad_(False) if config.ema_beta > 0 or config.ema_kimg > 0 else None,
+        "G_ema": copy.deepcopy(G).eval().requires_grad_(False) if config.ema_kimg > 0 else None,
         "D": D,
         "opt_G": opt_G,
         "opt_D": opt_D,
@@ -223,10 +219,10 @@ def build_parts(config: TrainConfig, dev: torch.device, world: int) -> dict:
 
 
 def training_views(G, D, config: TrainConfig, dev: torch.device, world: int) -> SimpleNamespace:
-    """What the steps call: `.G`, `.D` (D's logits) and `.D_for_G`, wrapped in DDP and compiled as asked.
+    """What the loop calls: `.G`, and D as `.D` (for D's update) and `.D_for_G` (for G's), wired once.
 
-    They share their weights with G and D. G's step goes through D without DDP, since D's weights take no
-    gradient there; on one process without compile `.D_for_G` is `.D`.
+    They share their weights with G and D, wrapped in DistributedDataParallel and compiled as asked. G's
+    step goes through D without DDP, since D's weights take no gradient there.
     """
     G_train, D_train = G, _Logits(D)
     D_for_G = D_train
@@ -236,17 +232,19 @@ def training_views(G, D, config: TrainConfig, dev: torch.device, world: int) -> 
         G_train, D_train = ddp(G, device_ids=ids), ddp(D_train, device_ids=ids)
     if config.compile:
         G_train, D_train, D_for_G = torch.compile(G_train), torch.compile(D_train), torch.compile(D_for_G)
-    return SimpleNamespace(G=G_train, D=D_train, D_for_G=D_for_G)
+    return SimpleNamespace(
+        G=G_train, D=DiscriminatorView(D_train), D_for_G=DiscriminatorView(D_for_G)
+    )
 
 
 # ---------------------------------------------------------------- the loop
 
 
 def train(
-    config: TrainConfig,
+    config: TrainConfig | None,
     data: str | os.PathLike | None = None,
     out: str | os.PathLike | None = None,
-    resume: str | os.PathLike | None = None,
+    resume: str | os.PathLike | Resume | None = None,
     device: str | None = None,
     callback=None,
     train_set: SliceSet | None = None,
@@ -258,13 +256,24 @@ def train(
 ) -> Path | None:
     """Train G and D as `config` says; returns the run folder (None on ranks other than 0).
 
-    `resume` takes a run folder (or checkpoint) and continues it to `config.num_epochs`: `config` must be
-    the run's stored one except for the epoch count and speed switches (`config.check_resume`), and the
-    data must be the same slices unless `force_data`. Stats and the sample grid are written every epoch;
-    the loss plot and the checkpoint every `checkpoint_every` epochs and after the last.
-    `callback(state)` is called after every epoch with the epoch's stats, the models and the
-    fixed-latent samples, so a notebook can draw while it trains.
+    `resume` takes a run folder or checkpoint (or the `Resume` that `checkpoint.resolve_resume` made of one)
+    and continues it to `config.num_epochs` with its stored config (`config` may be None then); the data
+    must be the same slices unless `force_data`. Stats and the sample grid are written every epoch; the
+    loss plot and the checkpoint every `checkpoint_every` epochs and after the last. `callback(state)` is
+    called after every epoch with the epoch's stats, the models and the fixed-latent samples, so a notebook
+    can draw while it trains.
     """
+    # Resume: the stored run decides what is computed; only the epoch count and speed switches may change.
+    if resume is not None and not isinstance(resume, Resume):
+        resume = resolve_resume(resume, config)
+    if resume is not None:
+        config = resume.config
+        if data is None and train_set is None and Path(resume.state.get("data_root") or "").is_dir():
+            data = resume.state["data_root"]  # where the run was trained, unless told otherwise
+            if dist_info()[0] == 0:
+                log.info("--resume: training on %s, the run's own data (--data to give another)", shown_path(data))
+
+    # Device and precision.
     dev = pick_device(device)
     rank, world = dist_info()
     main = rank == 0
@@ -275,74 +284,56 @@ def train(
     use_amp = config.amp and bf16_supported(dev)
     amp_ctx = lambda: autocast(dev, use_amp)  # noqa: E731
 
-    # Resume: the stored run decides what is computed; only the epoch count and speed switches may change.
-    saved, run_dir = None, None
-    if resume is not None:
-        saved = ckpt_io.load_training_state(resume)
-        config = check_resume(TrainConfig.from_dict(saved["config"]), config)
-        run_dir = ckpt_io.resolve_checkpoint(resume).parents[1]
-        stored_root = saved.get("data_root")
-        if data is None and train_set is None and stored_root and Path(stored_root).is_dir():
-            data = stored_root  # where the run was trained, unless told otherwise
-            if rank == 0:
-                log.info("--resume: training on %s, the run's own data (--data to give another)", shown_path(data))
-
     # Data: the split as uint8 on the device, decoded once; a resumed run must see the same slices.
     train_set, val_set = load_data(config, data, train_set, val_set)
     fingerprint = train_set.fingerprint()
-    if saved is not None and saved.get("data_fingerprint") not in (None, fingerprint) and not force_data:
+    stored = resume.state.get("data_fingerprint") if resume is not None else None
+    if stored not in (None, fingerprint) and not force_data:
         raise DataError(
-            f"--resume {run_dir}: the training slices differ from the ones this run was trained on "
-            f"(fingerprint {fingerprint}, stored {saved['data_fingerprint']}); give the same --data, "
-            "or --force-data to continue on these"
+            f"--resume {resume.run_dir}: the training slices differ from the ones this run was trained on "
+            f"(fingerprint {fingerprint}, stored {stored}); give the same --data, or --force-data to continue on these"
         )
     train_dev = on_device(train_set, config, dev)
     val_dev = on_device(val_set, config, dev) if val_set is not None else None
-    images = train_dev.images
-    epoch_images = config.epoch_images or len(images)
+    epoch_images = config.epoch_images or len(train_dev.images)
     steps_per_epoch = epoch_images // config.batch_size
     local_batch = config.batch_size // world
 
-    # Models, optimisers, schedule: the seed's recipe, and an EMA copy of G when asked for.
+    # Networks, optimisers, schedules and G's average, restored from the checkpoint on resume; then the
+    # views the loop calls, wrapped in DDP and compiled as asked.
     parts = build_parts(config, dev, world)
     G, G_ema, D, opt_G, opt_D = (parts[k] for k in ("G", "G_ema", "D", "opt_G", "opt_D"))
     start_epoch, step, stats = 0, 0, []
-    if saved is not None:
-        ckpt_io.restore_training_state(saved, parts)
-        start_epoch, step, stats = saved["epoch"], saved["step"], json.loads(saved["stats"])
+    if resume is not None:
+        ckpt_io.restore_training_state(resume.state, parts)
+        start_epoch, step, stats = resume.state["epoch"], resume.state["step"], json.loads(resume.state["stats"])
     views = training_views(G, D, config, dev, world)
+    d_loss, g_loss = LOSSES[config.loss]
+    penalised = config.r1_gamma > 0 or config.r2_gamma > 0
     G_show = G_ema if G_ema is not None else G  # what samples, metrics and callbacks see
+    fixed_z = fixed_latents(config, dev)
 
     # Run folder: numbered and created now that the data has loaded, locked while this process trains in it.
-    if main and run_dir is None:
-        run_dir = new_run_dir(out, config.name)
+    run_dir = resume.run_dir if resume is not None else new_run_dir(out, config.name) if main else None
+    say = tqdm.write if main and progress else (lambda text: None)
     with lock_run_dir(run_dir) if main else contextlib.nullcontext():
         if main:
-            (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
-            save_grid(to_float(train_set.images[: config.n_fixed]), run_dir / "reals.png")
-            if config.with_masks:
-                save_grid(masks_to_float(train_set.masks[: config.n_fixed]), run_dir / "reals_masks.png")
-            (run_dir / "stats.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stats))
-        fixed_z = fixed_latents(config, dev)
-        say = tqdm.write if main and progress else (lambda text: None)
-        if main:  # other ranks have no run folder
+            start_run_folder(run_dir, config, train_set, stats)
             say(
                 f"{config.name}: training in {shown_path(run_dir)}, epochs {start_epoch + 1} to {config.num_epochs} "
                 f"of {steps_per_epoch} steps x {config.batch_size} slices"
             )
-
         # One progress bar for the whole run (a notebook keeps one line, not one per epoch).
         bar = tqdm(
-            total=(config.num_epochs - start_epoch) * steps_per_epoch,
-            unit="step",
-            disable=not (main and progress),
+            total=(config.num_epochs - start_epoch) * steps_per_epoch, unit="step", disable=not (main and progress),
             dynamic_ncols=True,
         )
         try:
             for epoch in range(start_epoch, config.num_epochs):
                 g_cpu, g_dev = epoch_generators(config.seed, epoch, dev)
-                order = epoch_order(len(images), epoch_images, g_cpu).to(dev)
-                aug = functools.partial(diff_augment, policy=config.augment, g=g_dev, p=config.augment_p)
+                order = epoch_order(len(train_dev.images), epoch_images, g_cpu).to(dev)
+                augment = functools.partial(diff_augment, policy=config.augment, g=g_dev, p=config.augment_p)
+                views.D.augment = views.D_for_G.augment = augment
                 sums = torch.zeros(4, device=dev)  # loss_D, loss_G, D(x), D(G(z)), summed on the device
                 t0 = time.perf_counter()
                 bar.set_description(f"epoch {epoch + 1}/{config.num_epochs}")
@@ -355,18 +346,22 @@ def train(
                     real, y = real_batch(train_dev, idx)  # y: the slices' positions, if G and D take them
                     if config.channels_last:
                         real = real.contiguous(memory_format=torch.channels_last)
-                    D_now, D_now_for_G = views.D, views.D_for_G
-                    if y is not None:
-                        D_now, D_now_for_G = _AtPositions(views.D, y), _AtPositions(views.D_for_G, y)
-
-                    # Update D: real slices towards 1, generated ones towards 0.
+                    views.D.y = views.D_for_G.y = y
                     with amp_ctx():
                         fake = views.G(z, y)  # at the real batch's positions
-                    r1 = config.r1_gamma > 0 and step % config.r1_every == 0
-                    loss_D, d_x, d_gz = d_step(D_now, opt_D, real, fake, amp_ctx, config, aug, r1)
+
+                    # Update D: real slices towards 'real', generated ones towards 'fake' (with the R1/R2
+                    # penalties on their schedule, whose gradient joins this update). One autocast region per
+                    # update: D's weights are cast to bf16 once for all of its calls in it.
+                    with amp_ctx():
+                        if penalised and step % config.r1_every == 0:
+                            gammas = config.r1_gamma, config.r2_gamma
+                            add_gradient_penalties(views.D, real, fake, *gammas, every=config.r1_every)
+                        loss_D, d_x, d_gz = d_step(views.D, opt_D, real, fake, d_loss)
 
                     # Update G: make D call its slices real.
-                    loss_G = g_step(D_now_for_G, opt_G, fake, amp_ctx, config, aug, real)
+                    with amp_ctx():
+                        loss_G = g_step(views.D_for_G, opt_G, fake, g_loss, real if config.loss == "rpgan" else None)
 
                     # Update EMA: the slowly moving average of G that samples and evaluation use.
                     if G_ema is not None:
@@ -378,7 +373,6 @@ def train(
                     if (i + 1) % config.log_every == 0 or i + 1 == steps_per_epoch:
                         means = (sums / (i + 1)).tolist()
                         if not all(math.isfinite(v) for v in means):
-                            bar.close()
                             raise TrainingDiverged(
                                 f"loss became {means[0]:.4g} (D) / {means[1]:.4g} (G) in epoch {epoch + 1}; "
                                 f"stopped, the last good checkpoint is {_last_ckpt_text(run_dir)}; "
@@ -391,55 +385,32 @@ def train(
                     continue
 
                 # Snapshot: stats and samples every epoch; the plot and a checkpoint every `checkpoint_every`.
-                means = (sums / steps_per_epoch).tolist()
                 seconds = time.perf_counter() - t0
                 record = {
                     "epoch": epoch + 1,
                     "step": step,
                     "images_seen": step * config.batch_size,
-                    "loss_D": means[0],
-                    "loss_G": means[1],
-                    "D_x": means[2],
-                    "D_G_z": means[3],
+                    **dict(zip(("loss_D", "loss_G", "D_x", "D_G_z"), (sums / steps_per_epoch).tolist())),
                     "val_loss_D": val_loss_d(G, D, val_dev, config, dev, amp_ctx) if val_dev else None,
                     "lr": opt_G.param_groups[0]["lr"],
                     "seconds": round(seconds, 3),
                     "images_per_s": round(steps_per_epoch * config.batch_size / seconds, 1),
                 }
-                if config.with_masks:  # the slices and, in a grid of their own, their masks
-                    fakes, fake_masks = sample(G_show, fixed_z, masks=True)
-                    save_grid(masks_to_float(fake_masks), run_dir / "samples" / f"masks_{epoch + 1:04d}.png")
-                else:
-                    fakes = sample(G_show, fixed_z)
                 if eval_every and (epoch + 1) % eval_every == 0:
-                    from .metrics import training_metrics
+                    from .evaluation.metrics import training_metrics  # evaluation sits above training
 
                     metrics = training_metrics(G_show, train_set, val_set, dev)
                     record.update({f"metric/{k}": v for k, v in metrics.items()})
                 stats.append(record)
-                save_grid(fakes, run_dir / "samples" / f"fakes_{epoch + 1:04d}.png")
-                with open(run_dir / "stats.jsonl", "a") as f:
-                    f.write(json.dumps(record) + "\n")
-                if (epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.num_epochs:
-                    plot_losses(stats, run_dir / "losses.png", title=f"{config.name}, {run_dir.name}")
-                    ckpt_io.save_training_state(
-                        run_dir / "checkpoints" / "latest.pt",
-                        parts,
-                        epoch=epoch + 1,
-                        step=step,
-                        config=config.to_dict(),
-                        stats=json.dumps(stats),
-                        data_fingerprint=fingerprint,
-                        data_root=str(train_set.root),
-                    )
+                fakes = snapshot(run_dir, config, parts, G_show, fixed_z, stats, fingerprint, train_set.root,
+                                 write_checkpoint=(epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.num_epochs)
                 left = config.num_epochs - epoch - 1
                 if epoch == start_epoch and left:
                     minutes = seconds * left / 60
                     say(f"epoch {epoch + 1} took {seconds:.0f} s: about {minutes:.1f} min for the other {left}")
                 if callback is not None:
-                    callback(
-                        {"epoch": epoch + 1, "stats": stats, "G": G_show, "D": D, "fakes": fakes, "run_dir": run_dir}
-                    )
+                    state = {"epoch": epoch + 1, "stats": stats, "G": G_show, "D": D, "fakes": fakes}
+                    callback({**state, "run_dir": run_dir})
         except KeyboardInterrupt:
             if not main:
                 raise
@@ -448,6 +419,34 @@ def train(
             bar.close()
     return run_dir if main else None  # rank 0 alone owns the run folder
 
+
+def start_run_folder(run_dir: Path, config: TrainConfig, train_set: SliceSet, stats: list[dict]) -> None:
+    """config.json, the real slices' grid and the stats so far: what a run folder holds before its first epoch."""
+    (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    save_grid(to_float(train_set.images[: config.n_fixed]), run_dir / "reals.png")
+    if config.with_masks:
+        save_grid(masks_to_float(train_set.masks[: config.n_fixed]), run_dir / "reals_masks.png")
+    (run_dir / "stats.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stats))
+
+
+def snapshot(run_dir, config, parts, G_show, fixed_z, stats, fingerprint, data_root, write_checkpoint: bool):
+    """After an epoch: its stats line and the fixed-latent samples; the loss plot and checkpoint when due."""
+    epoch = stats[-1]["epoch"]
+    if config.with_masks:  # the slices and, in a grid of their own, their masks
+        fakes, fake_masks = sample(G_show, fixed_z, masks=True)
+        save_grid(masks_to_float(fake_masks), run_dir / "samples" / f"masks_{epoch:04d}.png")
+    else:
+        fakes = sample(G_show, fixed_z)
+    save_grid(fakes, run_dir / "samples" / f"fakes_{epoch:04d}.png")
+    with open(run_dir / "stats.jsonl", "a") as f:
+        f.write(json.dumps(stats[-1]) + "\n")
+    if write_checkpoint:
+        plot_losses(stats, run_dir / "losses.png", title=f"{config.name}, {run_dir.name}")
+        ckpt_io.save_training_state(
+            run_dir / "checkpoints" / "latest.pt", parts, epoch=epoch, step=stats[-1]["step"],
+            config=config.to_dict(), stats=json.dumps(stats), data_fingerprint=fingerprint, data_root=str(data_root),
+        )
+    return fakes
 
 def _last_ckpt_text(run_dir: Path | None) -> str:
     p = run_dir / "checkpoints" / "latest.pt" if run_dir is not None else None

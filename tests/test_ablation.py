@@ -17,7 +17,7 @@ def ablation(out: Path, runs: Path, variants: str) -> subprocess.CompletedProces
     args = ["--data", str(DEMO_ROOT), "--resolution", "32", "--kimg", "1", "--epochs", "2", "--n", "32"]
     args += ["--metrics", "swd,msssim", "--variants", variants, "--out", str(out), "--runs", str(runs)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, str(REPO / "benchmarks" / "ablation.py"), *args]
+    cmd = [sys.executable, "-m", "benchmarks.ablation", *args]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=600)
 
 
@@ -38,7 +38,7 @@ def test_ablation_keeps_done_variants_and_every_command(tmp_path):
     assert list(table["results"]) == ["seed", "modern"]
     assert table["results"]["seed"]["run"] == seed_run  # not retrained
     modern = table["results"]["modern"]["config"]
-    assert (modern["augment"], modern["ema_beta"]) == ("translation,cutout", 0.999)
+    assert (modern["augment"], modern["ema_kimg"]) == ("translation,cutout", 44.34)
     assert len(table["meta"]["commands"]) == 2 and "--variants seed,modern" in table["meta"]["commands"][1]
     assert {"swd", "msssim_gap"} <= set(table["results"]["modern"]["metrics"])
     md = (out / "ablation.md").read_text().splitlines()

@@ -93,7 +93,7 @@ def test_a_short_conditional_paired_run_learns_position_and_mask(tmp_path):
     config = get_preset(
         "pairs", resolution=32, positions=4, g_width=16, d_width=16, batch_size=32, num_epochs=8,
         epoch_images=640, lr_step_epochs=100, n_fixed=16, ema_kimg=0.5, log_every=5,
-        lr_g=1e-3, lr_d=1e-3,  # 5x the preset's rates: 160 steps are enough (at 2e-4 positions can stay swapped)
+        lr=1e-3,  # 5x the preset's rates: 160 steps are enough (at 2e-4 positions can stay swapped)
     )
     run = train(config, data=data, out=tmp_path / "runs", progress=False, device="cpu")
     assert (run / "reals_masks.png").exists() and (run / "samples" / "masks_0008.png").exists()

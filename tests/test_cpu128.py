@@ -1,11 +1,9 @@
-"""benchmarks/cpu128.py: the 128x128 model trained for an image budget fixed from this CPU's rate, resumable,
+"""benchmarks.cpu128: the 128x128 model trained for an image budget fixed from this CPU's rate, resumable,
 then scored beside the floor, audited and exported; it refuses to ship a run that has not finished."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,11 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture
 def cpu128():
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("cpu128", REPO / "benchmarks" / "cpu128.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import cpu128
+
+    return cpu128
 
 
 @pytest.mark.slow
@@ -91,6 +87,6 @@ def test_the_model_card_describes_the_trained_recipe(cpu128):
 
 def test_committed_results_name_paths_without_this_machines_home(cpu128):
     """Paths in committed reports read the same on every machine: from the repository, else from ~."""
-    assert cpu128.shown(cpu128.REPO / "ganlib" / "pretrained" / "x.pt") == "ganlib/pretrained/x.pt"
+    assert cpu128.shown(REPO / "ganlib" / "pretrained" / "x.pt") == "ganlib/pretrained/x.pt"
     assert cpu128.shown(Path.home() / "ganlib-runs" / "cpu128" / "audit") == "~/ganlib-runs/cpu128/audit"
     assert cpu128.shown(Path("/elsewhere/run")) == "/elsewhere/run"

@@ -2,7 +2,7 @@
 
 Two ranks must end with the same weights, and with synchronised BatchNorm they must train what one process
 trains on the same global batch. torch's SyncBatchNorm runs on GPUs only, so on CPU ganlib uses its own
-`AllReduceBatchNorm2d` (ganlib.distributed), which these tests exercise.
+`AllReduceBatchNorm2d` (ganlib.utils.distributed), which these tests exercise.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from torch import nn
 
 import ganlib.train
 from ganlib.config import get_preset
-from ganlib.distributed import AllReduceBatchNorm2d
 from ganlib.models import build_models
+from ganlib.utils.distributed import AllReduceBatchNorm2d
 
 from .conftest import write_layout
 

@@ -1,10 +1,8 @@
-"""benchmarks/equal_compute.py: the budget in images follows from the measured rate, and the "best" recipe is
+"""benchmarks.equal_compute: the budget in images follows from the measured rate, and the "best" recipe is
 the new recipe with the lowest FID at 15 minutes."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,15 +12,13 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def ec():
-    spec = importlib.util.spec_from_file_location("equal_compute", REPO / "benchmarks" / "equal_compute.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("equal_compute", module)  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    from benchmarks import equal_compute
+
+    return equal_compute
 
 
 def test_budget_fills_the_minutes_in_whole_batches(ec):
-    config = ec.budget_config("dcgan-rp", 15, 1, rate=170.5)
+    config = ec.job_config("dcgan-rp", 15, 1, rate=170.5)
     total = config.num_epochs * config.epoch_images
     assert total == 152_960 and config.epoch_images % config.batch_size == 0  # 170.5 * 900 = 153,450
     assert 170.5 * 900 - total < config.batch_size * config.num_epochs
@@ -73,12 +69,12 @@ def test_score_refuses_a_generator_that_is_not_its_jobs(ec, tmp_path, fault):
     out.mkdir()
     shutil.copy(ec.OUT / "rates.json", out / "rates.json")
     rate = ec.read_json(out / "rates.json")["seed"]["images_per_s"]
-    config = ec.budget_config("seed", 15, 1, rate)
+    config = ec.job_config("seed", 15, 1, rate)
     images = config.num_epochs * config.epoch_images
     if fault == "budget":
         config = dataclasses.replace(config, epoch_images=config.epoch_images * 2)
     elif fault == "recipe":
-        config = dataclasses.replace(config, loss="hinge")
+        config = dataclasses.replace(config, d_norm="spectral")
     elif fault == "foreign":  # a generator of some other run: its config does not name a job
         config = dataclasses.replace(config, name="seed")
     else:

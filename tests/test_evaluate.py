@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ganlib import evaluate as ev
 from ganlib.checkpoint import save_atomic
 from ganlib.cli import main
 from ganlib.config import get_preset
+from ganlib.evaluation import evaluate as ev
 from ganlib.models import Generator, init_weights
 
 

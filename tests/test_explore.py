@@ -1,4 +1,4 @@
-"""ganlib.explore: layout counts on disk, the slice grid, histograms, mean images, preprocessing and overlays."""
+"""ganlib.explore.slices: layout counts on disk, the slice grid, histograms, mean images, preprocessing and overlays."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
-from ganlib import explore
 from ganlib.data import DEMO_ROOT, load_split, read_png, to_float
+from ganlib.explore import slices as explore
 
 
 @pytest.fixture

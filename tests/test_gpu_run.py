@@ -1,8 +1,7 @@
-"""benchmarks/gpu_run.py on the CPU with a tiny budget: the same script a lent GPU runs, known to work first."""
+"""benchmarks.gpu_run on the CPU with a tiny budget: the same script a lent GPU runs, known to work first."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -12,16 +11,18 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.common import load_pack, save_pack
 from ganlib.checkpoint import load_generator
-from ganlib.data import load_pack, load_split, save_pack
+from ganlib.data import load_split
 from tests.conftest import write_layout
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_run.py"
+REPO = Path(__file__).resolve().parents[1]
 TINY = ["--set", "resolution=32", "--set", "g_width=8", "--set", "d_width=8"]
 
 
 def gpu_run(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "benchmarks.gpu_run", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=REPO)
 
 
 @pytest.fixture
@@ -77,7 +78,7 @@ def test_the_whole_run_on_cpu_with_a_tiny_budget(pack, tmp_path):
     assert budget["images"] == 256 and budget["epoch_images"] == 128
     best = report["best"]
     assert best["epochs_done"] == 2 and best["images_seen"] == 256
-    assert best["config"]["g_width"] == 8 and best["config"]["ema_beta"] > 0  # --set wins over --best-set
+    assert best["config"]["g_width"] == 8 and best["config"]["ema_kimg"] > 0  # --set wins over --best-set
 
     # What comes back: at most 8 files of at most 16 MiB, each one listed, and generators that load.
     files = sorted(p.name for p in out.iterdir())
@@ -89,9 +90,8 @@ def test_the_whole_run_on_cpu_with_a_tiny_budget(pack, tmp_path):
 
 
 def _load_script():
-    spec = importlib.util.spec_from_file_location("gpu_run", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    from benchmarks import gpu_run as module
+
     return module
 
 
@@ -153,10 +153,9 @@ def test_equal_compute_jobs_side_by_side_on_cpu(pack, tmp_path):
     returns every generator in one split tar that `join` puts back together, loadable and scorable here."""
     import tarfile
 
-    sys.path.insert(0, str(SCRIPT.parent))
-    from equal_compute import OUT, budget_config
-
-    from ganlib.files import read_json
+    from benchmarks.common import read_json
+    from benchmarks.equal_compute import OUT
+    from benchmarks.equal_compute import job_config as budget_config
 
     out, runs = tmp_path / "out", tmp_path / "runs"
     args = ["equal", "--pack", str(pack), "--out", str(out), "--runs", str(runs), "--device", "cpu"]

@@ -1,4 +1,4 @@
-"""ganlib.latent and ganlib.widgets: paths, truncation, principal directions, neighbours, renderer, widgets."""
+"""ganlib.explore.latent and .widgets: paths, truncation, principal directions, neighbours, renderer, widgets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ganlib import latent
+from ganlib.explore import latent
+from ganlib.explore.widgets import IMAGE_CLASS, SLIDER_CLASS, InterpolationExplorer, LatentExplorer
 from ganlib.models import Generator
-from ganlib.widgets import IMAGE_CLASS, SLIDER_CLASS, InterpolationExplorer, LatentExplorer
 
 
 class LinearG(nn.Module):

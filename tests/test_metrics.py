@@ -12,9 +12,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.functional import gaussian_blur
 
-from ganlib import audit, inception
 from ganlib.data import to_uint8
-from ganlib.metrics import (
+from ganlib.evaluation import audit, inception
+from ganlib.evaluation.metrics import (
     METRICS,
     MetricInputs,
     compute_metrics,

@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 from ganlib.config import get_preset
-from ganlib.runs import lock_run_dir, new_run_dir
 from ganlib.train import train
+from ganlib.utils.runs import lock_run_dir, new_run_dir
 from tests.conftest import write_layout
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def test_resume_with_epochs_extends_and_says_so(finished_run, tiny_data):
     "flags, words",
     [
         (["--batch-size", "4"], ["batch_size=8", "not batch_size=4"]),
-        (["--set", "lr_g=0.1"], ["lr_g=0.0002", "keeps its own config"]),
+        (["--set", "lr=0.1"], ["lr=0.0002", "keeps its own config"]),
         (["--seed", "5"], ["seed=0", "not seed=5"]),
         (["--preset", "cpu"], ["--preset cpu", "a 'smoke' run"]),
     ],
@@ -119,7 +119,7 @@ def test_a_run_folder_in_use_is_refused(finished_run, tiny_data):
 
 def test_a_killed_holder_leaves_no_stale_lock(finished_run, tiny_data):
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"from ganlib.runs import lock_run_dir\nwith lock_run_dir(__import__('pathlib')."
+        [sys.executable, "-c", f"from ganlib.utils.runs import lock_run_dir\nwith lock_run_dir(__import__('pathlib')."
          f"Path({str(finished_run)!r})):\n    print('held', flush=True)\n    import time; time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, cwd=REPO,
     )  # fmt: skip

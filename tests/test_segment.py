@@ -1,11 +1,11 @@
-"""ganlib.segment: U-Net shapes, Dice against hand-computed cases, and a short fit that learns."""
+"""ganlib.pairs.segment: U-Net shapes, Dice against hand-computed cases, and a short fit that learns."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from ganlib.segment import UNet, dice_per_class, predict, segmentation_loss, soft_dice_loss
+from ganlib.pairs.segment import UNet, dice_per_class, predict, segmentation_loss, soft_dice_loss
 
 
 def test_dice_hand_computed():
@@ -62,7 +62,7 @@ def test_a_short_fit_learns_a_simple_segmentation():
 
 
 def test_class_proportions_per_position_by_hand():
-    from ganlib.segment import class_proportions
+    from ganlib.pairs.segment import class_proportions
 
     masks = torch.tensor([[[[0, 1], [2, 3]]], [[[3, 3], [3, 0]]], [[[1, 1], [1, 1]]]])
     props = class_proportions(masks, torch.tensor([0, 0, 2]), n_positions=3)

@@ -7,10 +7,10 @@ import torch
 from torch import nn
 
 from ganlib.config import get_preset
-from ganlib.device import autocast, bf16_supported
 from ganlib.losses import d_step, g_step
 from ganlib.models import build_models
-from ganlib.train import _Logits
+from ganlib.train import DiscriminatorView, _Logits
+from ganlib.utils.device import autocast, bf16_supported
 
 CPU = torch.device("cpu")
 CONFIG = get_preset("smoke", resolution=64, g_width=16, d_width=16)
@@ -23,21 +23,23 @@ def batch(config=CONFIG, n: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def one_step(real, z, channels_last: bool, amp: bool, config=CONFIG) -> dict:
-    """One training step as ganlib.train's loop takes it; returns the losses and the gradients it left."""
+    """One training step as ganlib.train's loop takes it; returns the losses and the gradients each optimiser took."""
     torch.manual_seed(config.seed)
     G, D = build_models(config)
     if channels_last:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
         real = real.contiguous(memory_format=torch.channels_last)
-    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr_g, betas=config.betas, foreach=True)
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr_d, betas=config.betas, foreach=True)
-    amp_ctx = lambda: autocast(CPU, amp)  # noqa: E731
-    with amp_ctx():
+    opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=config.betas, foreach=True)
+    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr, betas=config.betas, foreach=True)
+    grads = {}  # what each optimiser steps with (the steps clear .grad afterwards)
+    for net, m, opt in (("G", G, opt_G), ("D", D, opt_D)):
+        names = {p: f"{net}.{k}" for k, p in m.named_parameters()}
+        opt.register_step_pre_hook(lambda o, *_, names=names: grads.update({names[p]: p.grad.clone() for p in names}))
+    with autocast(CPU, amp):
         fake = G(z)
-    loss_D, d_x, d_gz = d_step(_Logits(D), opt_D, real, fake, amp_ctx, config)
-    loss_G = g_step(_Logits(D), opt_G, fake, amp_ctx, config)
-    # After the step, D's .grad holds D's step's gradients and G's .grad G's (d_step and g_step zero them first).
-    grads = {f"{net}.{k}": p.grad for net, m in (("G", G), ("D", D)) for k, p in m.named_parameters()}
+        loss_D, d_x, d_gz = d_step(DiscriminatorView(_Logits(D)), opt_D, real, fake)
+    with autocast(CPU, amp):
+        loss_G = g_step(DiscriminatorView(_Logits(D)), opt_G, fake)
     return {"loss_D": loss_D.item(), "loss_G": loss_G.item(), "D_x": d_x.item(), "D_G_z": d_gz.item(), **grads}
 
 
@@ -67,12 +69,12 @@ def test_d_step_loss_is_bce_on_the_sigmoid():
     real, z = batch()
     torch.manual_seed(0)
     G, D = build_models(CONFIG)
-    opt_D = torch.optim.Adam(D.parameters(), lr=CONFIG.lr_d, betas=CONFIG.betas)
+    opt_D = torch.optim.Adam(D.parameters(), lr=CONFIG.lr, betas=CONFIG.betas)
     with torch.no_grad():
         fake = G(z)
         p_real, p_fake = D(real), D(fake)  # train mode: batch statistics, as in d_step
     expected = nn.BCELoss()(p_real, torch.ones_like(p_real)) + nn.BCELoss()(p_fake, torch.zeros_like(p_fake))
-    loss_D, d_x, d_gz = d_step(_Logits(D), opt_D, real, fake, lambda: autocast(CPU, False), CONFIG)
+    loss_D, d_x, d_gz = d_step(_Logits(D), opt_D, real, fake)
     assert loss_D.item() == pytest.approx(expected.item(), rel=1e-5)
     assert (d_x.item(), d_gz.item()) == pytest.approx((p_real.mean().item(), p_fake.mean().item()), rel=1e-5)
 
@@ -81,10 +83,11 @@ def test_g_step_loss_is_bce_on_the_sigmoid():
     real, z = batch()
     torch.manual_seed(0)
     G, D = build_models(CONFIG)
-    opt_G = torch.optim.Adam(G.parameters(), lr=CONFIG.lr_g, betas=CONFIG.betas)
+    opt_G = torch.optim.Adam(G.parameters(), lr=CONFIG.lr, betas=CONFIG.betas)
     fake = G(z)
     with torch.no_grad():
         p = D(fake)
-    loss_G = g_step(_Logits(D), opt_G, fake, lambda: autocast(CPU, False), CONFIG)
+    loss_G = g_step(_Logits(D), opt_G, fake)
     assert loss_G.item() == pytest.approx(nn.BCELoss()(p, torch.ones_like(p)).item(), rel=1e-5)
     assert all(p.requires_grad and p.grad is None for p in D.parameters()), "G's step leaves D trainable, grad-free"
+    assert all(p.grad is None for p in G.parameters()), "G's step clears G's gradients after using them"

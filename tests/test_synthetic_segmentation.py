@@ -15,7 +15,7 @@ import torch
 from ganlib.config import get_preset
 from ganlib.data import DEMO_ROOT, load_split, subject_subset
 from ganlib.models import build_models
-from ganlib.segment import dice_per_class, predict, train_segmenter
+from ganlib.pairs.segment import dice_per_class, predict, train_segmenter
 from ganlib.train import load_data
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +62,7 @@ def test_the_comparison_runs_every_setting_and_keeps_finished_jobs(tmp_path):
     ckpt = tmp_path / "pairs.pt"
     torch.save({"G": G.state_dict(), "config": config.to_dict()}, ckpt)
     out = tmp_path / "out"
-    cmd = [sys.executable, str(REPO / "benchmarks" / "synthetic_segmentation.py"), "run", "--data", str(DEMO_ROOT),
+    cmd = [sys.executable, "-m", "benchmarks.synthetic_segmentation", "run", "--data", str(DEMO_ROOT),
            "--checkpoint", str(ckpt), "--scarce-checkpoint", str(ckpt), "--steps", "2", "--seeds", "0", "1",
            "--out", str(out), "--runs", str(tmp_path / "unets")]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -122,7 +122,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(tiny_data, tmp_path):
 
 def test_nan_in_the_first_epoch_says_there_is_no_checkpoint(tiny_data, tmp_path):
     with pytest.raises(TrainingDiverged, match="none \\(no epoch finished\\)"):
-        train(smoke(lr_d=float("inf"), lr_g=float("inf")), data=tiny_data, out=tmp_path, progress=False)
+        train(smoke(lr=float("inf")), data=tiny_data, out=tmp_path, progress=False)
     assert not list(tmp_path.rglob("latest.pt"))
 
 
@@ -133,7 +133,7 @@ def test_too_few_slices_for_a_batch(tiny_data, tmp_path):
 
 def test_improvement_switches_resume_exactly_and_store_the_ema(tiny_data, tmp_path):
     modern = smoke(
-        num_epochs=3, d_norm="spectral", augment="translation,cutout", ema_beta=0.9, r1_gamma=1.0, r1_every=2
+        num_epochs=3, d_norm="spectral", augment="translation,cutout", ema_kimg=0.5, r1_gamma=1.0, r1_every=2
     )
     full = train(modern, data=tiny_data, out=tmp_path / "a", progress=False)
     part = train(dataclasses.replace(modern, num_epochs=1), data=tiny_data, out=tmp_path / "b", progress=False)
@@ -143,15 +143,6 @@ def test_improvement_switches_resume_exactly_and_store_the_ema(tiny_data, tmp_pa
     for net in ("G", "D", "G_ema"):
         assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
     assert not torch.equal(a["G_ema"]["main.0.weight"], a["G"]["main.0.weight"])
-
-
-def test_hinge_loss_values():
-    from ganlib.losses import d_loss, g_loss
-
-    out = torch.tensor([2.0, 0.5, -1.0])
-    assert d_loss(out, True, "hinge").item() == pytest.approx((0 + 0.5 + 2.0) / 3)
-    assert d_loss(out, False, "hinge").item() == pytest.approx((3.0 + 1.5 + 0) / 3)
-    assert g_loss(out, "hinge").item() == pytest.approx(-0.5)
 
 
 def test_both_players_learn(tiny_data, tmp_path):

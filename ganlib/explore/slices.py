@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .data import SPLITS, SliceSet, read_png, scan_split, split_dirs, to_float
+from ..data import SPLITS, SliceSet, read_png, scan_split, split_dirs, to_float
 
 MASK_CLASSES = ("background", "CSF", "grey matter", "white matter")
 MASK_COLOURS = np.array([[0, 0, 0], [66, 133, 244], [234, 67, 53], [251, 188, 5]], dtype=np.float32) / 255

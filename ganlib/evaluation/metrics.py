@@ -22,9 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as _ms_ssim
 
+from ..data import SliceSet, to_float, to_uint8
+from ..models import sample
 from . import audit, inception
-from .data import SliceSet, to_float, to_uint8
-from .models import sample
 
 METRICS: dict[str, Callable[[MetricInputs], dict[str, float]]] = {}
 

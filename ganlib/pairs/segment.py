@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .data import NUM_CLASSES, to_float
-from .models import eval_mode
+from ..data import NUM_CLASSES, to_float
+from ..models import eval_mode
 
 CLASS_NAMES = ("background", "CSF", "grey matter", "white matter")
 

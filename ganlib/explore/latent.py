@@ -1,6 +1,6 @@
 """Walking G's latent space: interpolation, truncation, principal directions, nearest real slices.
 
-Everything here is a plain function of tensors, so notebook 04 and its sliders (`ganlib.widgets`)
+Everything here is a plain function of tensors, so notebook 04 and its sliders (`ganlib.explore.widgets`)
 share one tested implementation. `render_latent` / `render_png` are the renderer behind the
 widget: seed, slider amounts and truncation in, image out.
 
@@ -24,10 +24,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .audit import nearest_neighbours
-from .data import to_float
-from .models import eval_mode, sample
-from .viz import grid_image, render
+from ..data import to_float
+from ..evaluation.audit import nearest_neighbours
+from ..models import eval_mode, sample
+from ..viz import grid_image, render
 
 
 def seed_latent(seed: int, z_dim: int, n: int | None = None) -> torch.Tensor:

@@ -21,12 +21,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..data import SPLITS, find_data_root, load_split, to_uint8
+from ..models import sample
+from ..utils.device import pick_device
+from ..utils.files import from_home
 from . import inception
-from .data import SPLITS, find_data_root, load_split, to_uint8
-from .device import pick_device
-from .files import from_home
 from .metrics import METRICS, MetricInputs, compute_metrics
-from .models import sample
 
 log = logging.getLogger("ganlib")
 
@@ -159,7 +159,7 @@ def evaluate(
     if isinstance(G_or_checkpoint, nn.Module):
         G, source = G_or_checkpoint.to(device), type(G_or_checkpoint).__name__
     else:
-        from .checkpoint import load_generator
+        from ..checkpoint import load_generator
 
         G, _ = load_generator(G_or_checkpoint, device=device)
         source = str(G_or_checkpoint)

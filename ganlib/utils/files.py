@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the checkout: keras_png_slices_data/ and runs/ sit here
 
 
 def write_atomic(path: str | os.PathLike, data: bytes | memoryview) -> Path:
@@ -28,17 +29,6 @@ def write_atomic(path: str | os.PathLike, data: bytes | memoryview) -> Path:
             raise OSError(e.errno, e.strerror or str(e), str(path)) from None
         raise
     return path
-
-
-def read_json(path: str | os.PathLike) -> dict:
-    """A JSON file's content, or {} where there is none yet (a results file that grows job by job)."""
-    path = Path(path)
-    return json.loads(path.read_text()) if path.exists() else {}
-
-
-def write_json(path: str | os.PathLike, data: dict) -> Path:
-    """`data` as indented JSON at `path`, atomically."""
-    return write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
 
 
 def from_home(path: str | os.PathLike) -> str:

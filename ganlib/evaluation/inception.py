@@ -34,8 +34,8 @@ from unittest import mock
 import torch
 from torch import nn
 
-from .data import default_cache_dir
-from .files import write_atomic
+from ..data import default_cache_dir
+from ..utils.files import write_atomic
 
 log = logging.getLogger("ganlib")
 

@@ -1,0 +1,144 @@
+"""What the benchmark scripts share: where runs live, image budgets from a measured rate, resumable training,
+and reading and writing their JSON results.
+
+Every training run of a benchmark lives outside the repository (`~/ganlib-runs/<script>/<job>/`), so a session
+that stops mid-run loses nothing: running the same command again resumes the run from its last epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import lzma
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from ganlib.config import TrainConfig
+from ganlib.data import DataError, SliceSet, _slice_set
+from ganlib.utils.files import REPO_ROOT, from_home, write_atomic
+
+RUNS = Path.home() / "ganlib-runs"
+RESULTS = Path(__file__).resolve().parent / "results"
+EPOCHS = 10  # a budget is cut into 10 epochs: a checkpoint each, StepLR halving after 2, 4, 6, 8
+
+
+def module_command(name: str, *args: str) -> list[str]:
+    """`python -m benchmarks.<name> ARGS`: a benchmark in a fresh Python (started with `repo_env()`)."""
+    return [sys.executable, "-m", f"benchmarks.{name}", *args]
+
+
+def repo_env() -> dict:
+    """This environment with the repository on PYTHONPATH, so `benchmarks` imports from any folder."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path}
+
+
+def read_json(path: str | os.PathLike) -> dict:
+    """The JSON object in `path`, or {} when there is no such file yet."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_json(path: str | os.PathLike, data: dict) -> Path:
+    """`data` as indented JSON, written atomically (a killed benchmark never leaves half a results file)."""
+    return write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+
+
+def read_stats(run_dir: str | os.PathLike) -> list[dict]:
+    """A run folder's stats.jsonl: one dict per epoch trained."""
+    path = Path(run_dir) / "stats.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as committed results print it: relative to the repository when inside it, else from ~."""
+    path = Path(path)
+    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else from_home(path)
+
+
+def budget_config(base: TrainConfig, name: str, minutes: float, seed: int, rate: float) -> TrainConfig:
+    """`base` trained for `minutes` of a machine that trains it at `rate` images/s, in EPOCHS epochs.
+
+    Equal compute means equal minutes of one machine, not equal images: a recipe that costs more per image
+    gets fewer of them. The images are fixed before training starts, so load on the machine changes how
+    long a run takes, never what it computes.
+    """
+    per_epoch = int(rate * minutes * 60 / EPOCHS) // base.batch_size * base.batch_size
+    if per_epoch == 0:
+        raise ValueError(f"{minutes:g} minutes at {rate} images/s is less than one batch per epoch: give more minutes")
+    return dataclasses.replace(
+        base,
+        name=name,
+        seed=seed,
+        val_split="",  # the held-out slices are for the evaluation only
+        num_epochs=EPOCHS,
+        epoch_images=per_epoch,
+        lr_step_epochs=EPOCHS // 5,
+    )
+
+
+def find_run(folder: str | os.PathLike) -> Path | None:
+    """The newest run folder under `folder` that has a checkpoint, or None."""
+    runs = sorted(Path(folder).glob("*/checkpoints/latest.pt"))
+    return runs[-1].parents[1] if runs else None
+
+
+def train_or_resume(config: TrainConfig, folder: str | os.PathLike, **train_kwargs) -> Path:
+    """Train `config` in a run under `folder`, or continue the run already there; returns the run folder."""
+    from ganlib.train import train
+
+    previous = find_run(folder)
+    how = f"resuming {previous.name}" if previous else "new"
+    print(f"{config.name}: {config.num_epochs * (config.epoch_images or 0):,} images ({how})", flush=True)
+    return train(config, out=folder, resume=previous, progress=False, **train_kwargs)
+
+
+# ---------------------------------------------------------------- the data pack a lent GPU trains from
+
+
+def save_pack(path: str | os.PathLike, sets: dict[str, SliceSet]) -> Path:
+    """Several decoded splits in one compressed .npz (uint8 images, ids, file names): a portable data cache.
+
+    A name ending in .xz (`oasis128.npz.xz`) is compressed with xz instead of zlib.
+
+    This is how the data travels to a machine that has no copy of the PNGs (a lent GPU): `load_pack` gives the
+    same `SliceSet`s back, without reading a PNG.
+    """
+    arrays = {}
+    for split, s in sets.items():
+        arrays[f"{split}/images"] = s.images.numpy()
+        arrays[f"{split}/case_ids"] = s.case_ids.numpy()
+        arrays[f"{split}/slice_idx"] = s.slice_idx.numpy()
+        arrays[f"{split}/files"] = np.array([Path(f).name for f in s.files])
+        if s.masks is not None:
+            arrays[f"{split}/masks"] = s.masks.numpy()
+    buf = io.BytesIO()
+    if str(path).endswith(".xz"):  # xz: about 16% smaller than zlib on these slices, and slower to write
+        np.savez(buf, **arrays)
+        return write_atomic(path, lzma.compress(buf.getbuffer(), preset=6))
+    np.savez_compressed(buf, **arrays)
+    return write_atomic(path, buf.getbuffer())
+
+
+def load_pack(path: str | os.PathLike) -> dict[str, SliceSet]:
+    """The splits that `save_pack` wrote, as `SliceSet`s (root: the pack file)."""
+    path = Path(path)
+    try:
+        source = io.BytesIO(lzma.decompress(path.read_bytes())) if str(path).endswith(".xz") else path
+        with np.load(source, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, lzma.LZMAError) as e:
+        again = "make it again with `python -m benchmarks.gpu_run pack`"
+        raise DataError(f"{path}: not a readable data pack ({e}); {again}") from None
+    sets = {}
+    for split in sorted({k.split("/")[0] for k in arrays}):
+        a = {k.split("/", 1)[1]: v for k, v in arrays.items() if k.startswith(split + "/")}
+        if not {"images", "case_ids", "slice_idx", "files"} <= set(a):
+            raise DataError(f"{path}: split {split!r} lacks images, ids or file names; make the pack again")
+        entries = [(None, None, f, None) for f in a.pop("files").tolist()]
+        sets[split] = _slice_set(a, entries, split, path)
+    return sets
