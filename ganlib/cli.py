@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import json
 import logging
 import os
 import platform
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .config import PRESETS, get_preset, parse_set
+from .config import ALIASES, PRESETS, get_preset, parse_set, preset_name
 from .data import MASK_LEVELS, DataError, find_data_root, split_counts
 from .utils.device import setup_distributed, teardown_distributed
 
@@ -59,7 +60,7 @@ def _train_request(args):
 
     resume = resolve_resume(args.resume, overrides)
     stored = resume.config.name
-    if args.preset is not None and args.preset != stored:
+    if args.preset is not None and preset_name(args.preset) != preset_name(stored):
         raise ValueError(f"--preset {args.preset}: the run to resume is a {stored!r} run; leave --preset out")
     if resume.epoch >= resume.config.num_epochs:
         print(
@@ -74,7 +75,7 @@ def _train_request(args):
 
 def cmd_train(args) -> int:
     from .checkpoint import Resume
-    from .train import train
+    from .train import spread_verdict, train
 
     request = _train_request(args)
     if request is None:
@@ -98,6 +99,9 @@ def cmd_train(args) -> int:
     if run_dir is None:  # not rank 0 of a torchrun group: rank 0 reports and exports
         return 0
     print(f"run folder: {run_dir}")
+    stats = [json.loads(line) for line in (run_dir / "stats.jsonl").read_text().splitlines()]
+    if stats and "sample_spread" in stats[-1]:
+        print(spread_verdict(stats[-1]["sample_spread"]))
     if args.export:
         export = Path(args.export)
         export.mkdir(parents=True, exist_ok=True)
@@ -179,7 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train a preset; one folder per run under runs/")
-    p.add_argument("--preset", choices=sorted(PRESETS), help="named config (default: cpu; on --resume, the run's)")
+    p.add_argument("--preset", choices=[*PRESETS, *ALIASES], metavar="NAME",
+                   help=f"named config: {', '.join(PRESETS)} (default: cpu; on --resume, the run's)")
     p.add_argument("--data", help="folder holding keras_png_slices_train/ (default: $GANLIB_DATA, repo, demo)")
     p.add_argument("--out", help="parent folder of run folders (default: <repo>/runs)")
     p.add_argument("--epochs", type=_positive, help="number of epochs (overrides the preset)")

@@ -10,8 +10,9 @@ losses take D's logits (its score before the Sigmoid):
   generated one, softplus(D(G(z)) - D(x)), and G the other way round, so neither can win by moving all of
   D's scores at once. With the R1 and R2 gradient penalties it converges where the seed's loss can cycle.
 
-`d_step` and `g_step` are the seed's update, whatever the loss; the penalties are their own function,
-`add_gradient_penalties`, which the training loop calls on its schedule before D's update.
+`d_step` and `g_step` are the reference recipe's update, whatever the loss. On the steps where the R1/R2
+gradient penalties are due, the loop calls `d_step_penalised` instead of `d_step`: D's loss and the penalties
+in one update, as stylegan2-ada's "Dboth" phase does.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def d_step(D, opt_D, real, fake, d_loss=bce_d_loss):
     loss = d_loss(real_logits, fake_logits)
     loss.backward()
     opt_D.step()
-    opt_D.zero_grad(set_to_none=True)  # after the step, so that a penalty's gradient can join the next one
+    opt_D.zero_grad(set_to_none=True)  # the gradients are used once; the next step starts from nothing
     return loss.detach(), real_logits.detach().float().sigmoid().mean(), fake_logits.detach().float().sigmoid().mean()
 
 
@@ -94,16 +95,22 @@ def gradient_penalty(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return grad.square().sum(dim=(1, 2, 3)).mean()
 
 
-def add_gradient_penalties(D, real, fake, r1_gamma: float, r2_gamma: float, every: int = 1) -> None:
-    """Back-propagate gamma/2 * R1 on `real` and gamma/2 * R2 on `fake` into D's gradients.
+def d_step_penalised(D, opt_D, real, fake, d_loss, r1_gamma: float, r2_gamma: float, every: int = 1):
+    """D's update on a step where the R1/R2 penalties are due: `d_step` with gamma/2 * R1 on the real slices
+    and gamma/2 * R2 on the generated ones added to the loss. Returns what `d_step` returns.
 
-    Called on the penalty's schedule just before `d_step`, whose optimiser step then takes the penalty's
-    gradient with the loss's. Lazy regularisation (every `every` steps) scales it up by `every` to match.
+    The penalties need D's gradient at its inputs, so the inputs take gradients here. Lazy regularisation
+    (every `every` steps) scales the penalties up by `every` to match.
     """
-    total = 0.0
-    for x, gamma in ((real, r1_gamma), (fake, r2_gamma)):
+    real = real.detach().requires_grad_(r1_gamma > 0)
+    fake = fake.detach().requires_grad_(r2_gamma > 0)
+    real_logits, fake_logits = D(real), D(fake)
+    loss = d_loss(real_logits, fake_logits)
+    total = loss
+    for x, logits, gamma in ((real, real_logits, r1_gamma), (fake, fake_logits, r2_gamma)):
         if gamma > 0:
-            x = x.detach().requires_grad_(True)
-            total = total + gradient_penalty(D(x), x) * (gamma / 2 * every)
-    if torch.is_tensor(total):
-        total.backward()
+            total = total + gradient_penalty(logits, x) * (gamma / 2 * every)
+    total.backward()
+    opt_D.step()
+    opt_D.zero_grad(set_to_none=True)
+    return loss.detach(), real_logits.detach().float().sigmoid().mean(), fake_logits.detach().float().sigmoid().mean()

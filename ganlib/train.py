@@ -32,7 +32,7 @@ from .checkpoint import Resume, resolve_resume
 from .conditional import masks_to_float, one_hot_masks
 from .config import TrainConfig
 from .data import DataError, SliceSet, find_data_root, load_split, shown_path, split_dirs, subject_subset, to_float
-from .losses import LOSSES, add_gradient_penalties, d_step, g_step
+from .losses import LOSSES, d_step, d_step_penalised, g_step
 from .models import build_models, sample
 from .utils.device import autocast, bf16_supported, dist_info, pick_device
 from .utils.distributed import sync_batchnorm
@@ -350,14 +350,17 @@ def train(
                     with amp_ctx():
                         fake = views.G(z, y)  # at the real batch's positions
 
-                    # Update D: real slices towards 'real', generated ones towards 'fake' (with the R1/R2
-                    # penalties on their schedule, whose gradient joins this update). One autocast region per
-                    # update: D's weights are cast to bf16 once for all of its calls in it.
+                    # Update D: real slices towards 'real', generated ones towards 'fake'; with the R1/R2
+                    # penalties on the steps their schedule names. One autocast region per update: D's
+                    # weights are cast to bf16 once for both of its calls.
                     with amp_ctx():
                         if penalised and step % config.r1_every == 0:
                             gammas = config.r1_gamma, config.r2_gamma
-                            add_gradient_penalties(views.D, real, fake, *gammas, every=config.r1_every)
-                        loss_D, d_x, d_gz = d_step(views.D, opt_D, real, fake, d_loss)
+                            loss_D, d_x, d_gz = d_step_penalised(
+                                views.D, opt_D, real, fake, d_loss, *gammas, every=config.r1_every
+                            )
+                        else:
+                            loss_D, d_x, d_gz = d_step(views.D, opt_D, real, fake, d_loss)
 
                     # Update G: make D call its slices real.
                     with amp_ctx():
@@ -386,6 +389,10 @@ def train(
 
                 # Snapshot: stats and samples every epoch; the plot and a checkpoint every `checkpoint_every`.
                 seconds = time.perf_counter() - t0
+                if config.with_masks:  # the fixed latents' slices (and masks): the epoch's picture
+                    fakes, fake_masks = sample(G_show, fixed_z, masks=True)
+                else:
+                    fakes, fake_masks = sample(G_show, fixed_z), None
                 record = {
                     "epoch": epoch + 1,
                     "step": step,
@@ -395,6 +402,7 @@ def train(
                     "lr": opt_G.param_groups[0]["lr"],
                     "seconds": round(seconds, 3),
                     "images_per_s": round(steps_per_epoch * config.batch_size / seconds, 1),
+                    "sample_spread": sample_spread(fakes, to_float(train_set.images[: config.n_fixed])),
                 }
                 if eval_every and (epoch + 1) % eval_every == 0:
                     from .evaluation.metrics import training_metrics  # evaluation sits above training
@@ -402,8 +410,8 @@ def train(
                     metrics = training_metrics(G_show, train_set, val_set, dev)
                     record.update({f"metric/{k}": v for k, v in metrics.items()})
                 stats.append(record)
-                fakes = snapshot(run_dir, config, parts, G_show, fixed_z, stats, fingerprint, train_set.root,
-                                 write_checkpoint=(epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.num_epochs)
+                snapshot(run_dir, config, parts, stats, fakes, fake_masks, fingerprint, train_set.root,
+                         write_checkpoint=(epoch + 1) % checkpoint_every == 0 or epoch + 1 == config.num_epochs)
                 left = config.num_epochs - epoch - 1
                 if epoch == start_epoch and left:
                     minutes = seconds * left / 60
@@ -420,6 +428,31 @@ def train(
     return run_dir if main else None  # rank 0 alone owns the run folder
 
 
+# Below this share of the real slices' spread, G's samples are called collapsed (nearly one image).
+COLLAPSED_BELOW = 0.3
+
+
+def sample_spread(fakes: torch.Tensor, reals: torch.Tensor) -> float:
+    """How varied G's samples are: their mean pairwise distance over that of as many real slices.
+
+    About 1 when the samples vary as much as the data; near 0 when G has collapsed to drawing one image.
+    """
+
+    def mean_distance(x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1).float()
+        return torch.cdist(x, x).sum() / max(len(x) * (len(x) - 1), 1)
+
+    return round((mean_distance(fakes) / mean_distance(reals).clamp_min(1e-8)).item(), 4)
+
+
+def spread_verdict(spread: float) -> str:
+    """One line on the last samples' variety, with what to do when they look collapsed."""
+    if spread < COLLAPSED_BELOW:
+        return (f"samples look collapsed: their spread is {spread:.2f} of the real slices' (G draws nearly one "
+                "image): train again with another --seed, or with --preset dcgan-rp-constlr, which keeps D level")
+    return f"samples look varied: their spread is {spread:.2f} of the real slices' (1 = as varied as the data)"
+
+
 def start_run_folder(run_dir: Path, config: TrainConfig, train_set: SliceSet, stats: list[dict]) -> None:
     """config.json, the real slices' grid and the stats so far: what a run folder holds before its first epoch."""
     (run_dir / "config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
@@ -429,15 +462,12 @@ def start_run_folder(run_dir: Path, config: TrainConfig, train_set: SliceSet, st
     (run_dir / "stats.jsonl").write_text("".join(json.dumps(s) + "\n" for s in stats))
 
 
-def snapshot(run_dir, config, parts, G_show, fixed_z, stats, fingerprint, data_root, write_checkpoint: bool):
+def snapshot(run_dir, config, parts, stats, fakes, fake_masks, fingerprint, data_root, write_checkpoint: bool):
     """After an epoch: its stats line and the fixed-latent samples; the loss plot and checkpoint when due."""
     epoch = stats[-1]["epoch"]
-    if config.with_masks:  # the slices and, in a grid of their own, their masks
-        fakes, fake_masks = sample(G_show, fixed_z, masks=True)
-        save_grid(masks_to_float(fake_masks), run_dir / "samples" / f"masks_{epoch:04d}.png")
-    else:
-        fakes = sample(G_show, fixed_z)
     save_grid(fakes, run_dir / "samples" / f"fakes_{epoch:04d}.png")
+    if fake_masks is not None:  # the slices' masks, in a grid of their own
+        save_grid(masks_to_float(fake_masks), run_dir / "samples" / f"masks_{epoch:04d}.png")
     with open(run_dir / "stats.jsonl", "a") as f:
         f.write(json.dumps(stats[-1]) + "\n")
     if write_checkpoint:
@@ -446,7 +476,6 @@ def snapshot(run_dir, config, parts, G_show, fixed_z, stats, fingerprint, data_r
             run_dir / "checkpoints" / "latest.pt", parts, epoch=epoch, step=stats[-1]["step"],
             config=config.to_dict(), stats=json.dumps(stats), data_fingerprint=fingerprint, data_root=str(data_root),
         )
-    return fakes
 
 def _last_ckpt_text(run_dir: Path | None) -> str:
     p = run_dir / "checkpoints" / "latest.pt" if run_dir is not None else None

@@ -137,3 +137,23 @@ def test_r3gan_run_learns_and_resumes_exactly(tiny_data, tmp_path):
     b = torch.load(part / "checkpoints" / "latest.pt", weights_only=True)
     for net in ("G", "D", "G_ema"):
         assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
+
+
+def test_penalised_d_step_without_penalties_is_the_plain_d_step():
+    """With both gammas 0, d_step_penalised computes d_step's update; with R1 on, D's update differs."""
+    from ganlib.losses import d_step, d_step_penalised, rpgan_d_loss
+
+    results = []
+    for step, gammas in ((d_step, None), (d_step_penalised, (0.0, 0.0)), (d_step_penalised, (5.0, 0.0))):
+        torch.manual_seed(0)
+        D = ResNetDiscriminator(32, width=8)
+        for p in D.parameters():  # move the zero-initialised layers so the penalty has a gradient to give
+            p.data.add_(0.05 * torch.randn_like(p))
+        opt = torch.optim.SGD(D.parameters(), lr=0.1)
+        real, fake = torch.randn(4, 1, 32, 32), torch.randn(4, 1, 32, 32)
+        logits = D.logits
+        args = (logits, opt, real, fake, rpgan_d_loss) + ((*gammas,) if gammas else ())
+        loss = step(*args)[0]
+        results.append((loss.item(), torch.cat([p.detach().flatten() for p in D.parameters()])))
+    assert results[1][0] == pytest.approx(results[0][0]) and torch.allclose(results[1][1], results[0][1])
+    assert results[2][0] == pytest.approx(results[0][0]) and not torch.allclose(results[2][1], results[0][1])
