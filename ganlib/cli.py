@@ -113,9 +113,23 @@ def cmd_train(args) -> int:
     return 0
 
 
+SAMPLE_BATCH = 256  # samples drawn, written and forgotten at a time: memory does not grow with --n
+GRID_SAMPLES = 64  # grid.png shows the first ones
+
+
+def png_bytes_bound(resolution: int) -> int:
+    """At most what one 8-bit grayscale PNG of a slice takes on disk: the raw pixels, rows' filter bytes,
+    headers and deflate's stored-block overhead. Real slices compress well below it."""
+    raw = resolution * (resolution + 1)
+    return raw + raw // 16000 * 5 + 200
+
+
 def cmd_sample(args) -> int:
+    from PIL import Image
+    from tqdm.auto import tqdm
+
     from .checkpoint import load_generator
-    from .conditional import default_positions, masks_to_float
+    from .conditional import masks_to_float
     from .data import to_uint8
     from .models import sample
     from .viz import save_grid
@@ -130,32 +144,49 @@ def cmd_sample(args) -> int:
         raise ValueError(f"--slice {args.slice}: this generator knows positions 0 to {config.positions - 1}")
     if args.with_masks and not config.with_masks:
         raise ValueError(f"--with-masks: {args.checkpoint} makes slices only (trained without with_masks)")
-    g = torch.Generator().manual_seed(args.seed)
-    z = torch.randn(args.n, config.z_dim, generator=g).to(next(G.parameters()).device)
-    y = None
-    if config.positions:  # one position for all, or every position in turn
-        y = torch.full((args.n,), args.slice) if args.slice is not None else default_positions(args.n, config.positions)
-    images, masks = sample(G, z, y=y, masks=True) if args.with_masks else (sample(G, z, y=y), None)
-    from PIL import Image
+
+    # Refuse up front only what cannot fit: the PNGs on the disk that holds --out.
+    need = args.n * png_bytes_bound(config.resolution) * (2 if args.with_masks else 1)
+    existing = next((p for p in (out, *out.parents) if p.exists()), Path("."))
+    free = shutil.disk_usage(existing).free
+    if need > free:
+        raise ValueError(
+            f"--n {args.n}: up to {need / 1e9:,.1f} GB of PNGs, but {existing} has {free / 1e9:,.1f} GB free; "
+            "ask for fewer samples or free some space"
+        )
 
     keras = config.positions or args.with_masks  # then the keras_png_slices_data layout, split "train"
     image_dir = out / "keras_png_slices_train" if keras else out
     mask_dir = out / "keras_png_slices_seg_train"
     image_dir.mkdir(parents=True, exist_ok=True)
-    if masks is not None:
+    if args.with_masks:
         mask_dir.mkdir(parents=True, exist_ok=True)
-    for i, img in enumerate(to_uint8(images)):
-        pos = int(y[i]) if y is not None else 0
-        name = f"case_{i:03d}_slice_{pos}.nii.png" if keras else f"sample_{i:04d}.png"
-        Image.fromarray(img[0].numpy(), mode="L").save(image_dir / name)
-        if masks is not None:  # 0/85/170/255 as in the OASIS release
-            level = (masks[i, 0] * MASK_LEVELS).to(torch.uint8).numpy()
-            Image.fromarray(level, mode="L").save(mask_dir / f"seg_{i:03d}_slice_{pos}.nii.png")
-    save_grid(images, out / "grid.png")
-    if masks is not None:
-        save_grid(masks_to_float(masks), out / "grid_masks.png")
-    where = f"{image_dir}" + (f" and {mask_dir}" if masks is not None else "")
-    print(f"wrote {args.n} samples{' with masks' if masks is not None else ''} to {where}, and grid.png to {out}")
+    width = max(3 if keras else 4, len(str(args.n - 1)))
+    g = torch.Generator().manual_seed(args.seed)  # one stream of latents, drawn a batch at a time
+    grid_images, grid_masks = [], []
+    for start in tqdm(range(0, args.n, SAMPLE_BATCH), desc="sampling", unit="batch", disable=args.n <= SAMPLE_BATCH):
+        count = min(SAMPLE_BATCH, args.n - start)
+        z = torch.randn(count, config.z_dim, generator=g)
+        y = None
+        if config.positions:  # one position for all, or every position in turn
+            y = torch.full((count,), args.slice) if args.slice is not None else (
+                torch.arange(start, start + count) % config.positions)  # as default_positions, from `start`
+        images, masks = sample(G, z, y=y, masks=True) if args.with_masks else (sample(G, z, y=y), None)
+        for k, img in enumerate(to_uint8(images)):
+            i, pos = start + k, int(y[k]) if y is not None else 0
+            name = f"case_{i:0{width}d}_slice_{pos}.nii.png" if keras else f"sample_{i:0{width}d}.png"
+            Image.fromarray(img[0].numpy(), mode="L").save(image_dir / name)
+            if masks is not None:  # 0/85/170/255 as in the OASIS release
+                level = (masks[k, 0] * MASK_LEVELS).to(torch.uint8).numpy()
+                Image.fromarray(level, mode="L").save(mask_dir / f"seg_{i:0{width}d}_slice_{pos}.nii.png")
+        if start < GRID_SAMPLES:
+            grid_images.append(images[: GRID_SAMPLES - start])
+            grid_masks += [masks[: GRID_SAMPLES - start]] if masks is not None else []
+    save_grid(torch.cat(grid_images), out / "grid.png")
+    if grid_masks:
+        save_grid(masks_to_float(torch.cat(grid_masks)), out / "grid_masks.png")
+    where = f"{image_dir}" + (f" and {mask_dir}" if args.with_masks else "")
+    print(f"wrote {args.n} samples{' with masks' if args.with_masks else ''} to {where}, and grid.png to {out}")
     return 0
 
 

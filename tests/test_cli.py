@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -88,3 +89,33 @@ def test_damaged_checkpoint_is_named(tmp_path):
 def test_resume_of_a_folder_without_checkpoint(tmp_path):
     r = run_cli("train", "--preset", "smoke", "--resume", str(tmp_path))
     assert r.returncode == 2 and "without checkpoints/latest.pt" in r.stderr
+
+
+def test_sample_streams_in_batches_and_draws_what_one_batch_would(tiny_data, tmp_path):
+    """More samples than one batch: every file written, the same images as one pass over one latent stream."""
+    import torch
+
+    from ganlib.checkpoint import load_generator
+    from ganlib.cli import SAMPLE_BATCH
+    from ganlib.data import to_uint8
+    from ganlib.models import sample
+
+    n = SAMPLE_BATCH + 44
+    assert main(["sample", "--checkpoint", "cpu_demo", "--n", str(n), "--seed", "2", "--out", str(tmp_path / "s")]) == 0
+    files = sorted(p.name for p in (tmp_path / "s").iterdir())
+    assert files == ["grid.png"] + [f"sample_{i:04d}.png" for i in range(n)]
+    G, config = load_generator("cpu_demo")
+    expected = to_uint8(sample(G, torch.randn(n, config.z_dim, generator=torch.Generator().manual_seed(2))))
+    for i in (0, SAMPLE_BATCH - 1, SAMPLE_BATCH, n - 1):
+        written = torch.from_numpy(np.asarray(Image.open(tmp_path / "s" / f"sample_{i:04d}.png")))
+        assert torch.equal(written, expected[i, 0]), i
+    assert Image.open(tmp_path / "s" / "grid.png").size == (8 * 66 + 2, 8 * 66 + 2)  # the first 64, 8 by 8
+
+
+def test_sample_refuses_up_front_what_the_disk_cannot_hold(tmp_path, capsys):
+    """A billion samples: one line naming the sizes, nothing written, no traceback."""
+    out = tmp_path / "huge"
+    assert main(["sample", "--checkpoint", "cpu_demo", "--n", "1000000000", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ganlib sample: error: --n 1000000000: up to") and "GB free" in err
+    assert len(err.splitlines()) == 1 and not out.exists()
