@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP)
 
-# Train the cpu preset on OASIS if present, else on the bundled demo set; pictures land in images/.
+# Train the demo preset on OASIS if present, else on the bundled demo set; pictures land in images/.
 demo: setup
-	$(PY) -m ganlib train --preset cpu --export images
+	$(PY) -m ganlib train --preset demo --export images
 
 # Everything, notebooks included: tests/test_notebooks.py runs each one under nbval in smoke mode.
 # GANLIB_SMOKE=1 so that any notebook a test executes takes the smoke preset.

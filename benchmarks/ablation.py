@@ -69,7 +69,7 @@ def main() -> None:
                 G, _ = load_generator(Path(args.runs) / results[name]["run"], device=device)
                 save_grid(sample(G, fixed_z).cpu(), strip, nrow=8)
             continue
-        base = get_preset("seed", resolution=args.resolution, seed=args.seed)
+        base = get_preset("reference", resolution=args.resolution, seed=args.seed)
         config = ablation_config(name, base, args.kimg * 1000, args.epochs)
         t0 = time.perf_counter()
         run = train(config, out=args.runs, device=str(device), train_set=train_set, val_set=val_set)

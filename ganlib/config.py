@@ -1,7 +1,8 @@
 """Training configurations: one dataclass, named presets as values.
 
-`seed` is the reference design, reproduced exactly; every other preset is a `dataclasses.replace` of it that
-names only what it changes, and why. Override a field with `get_preset("cpu", num_epochs=3)` or, on the
+`reference` is the reference design (the project's seed recipe, DCGAN 2015), reproduced exactly; every other
+preset is a `dataclasses.replace` of it that names only what it changes, and why. `seed`, its old name, still
+works. Override a field with `get_preset("cpu", num_epochs=3)` or, on the
 command line, `--set num_epochs=3`. What each recipe measured is in docs/results.md, not here.
 """
 
@@ -18,7 +19,7 @@ RESOLUTIONS = (32, 64, 128, 256)  # powers of two: the DCGAN stack grows by one 
 class TrainConfig:
     """Everything a run needs to be reproduced; stored as config.json and in every checkpoint."""
 
-    name: str = "seed"
+    name: str = "reference"
     # Data: grayscale slices of the training split, resized, scaled to [-1, 1].
     resolution: int = 128
     val_split: str = "validate"  # D's loss on these slices each epoch; "" for none
@@ -124,16 +125,16 @@ def ema_half_life_kimg(beta: float, batch_size: int) -> float:
     return round(batch_size * math.log(0.5) / math.log(beta) / 1000, 2)
 
 
-SEED = TrainConfig()
+REFERENCE = TrainConfig()
 
 # A small 64x64 model for 2 CPU cores: the seed's recipe at half the resolution, with a narrow D. At equal
 # widths D wins within a few hundred steps on the small demo set and G collapses; a quarter-width D keeps
 # the game going longer.
-CPU = dataclasses.replace(SEED, name="cpu", resolution=64, d_width=16, epoch_images=4096, num_epochs=30)
+CPU = dataclasses.replace(REFERENCE, name="cpu", resolution=64, d_width=16, epoch_images=4096, num_epochs=30)
 
 # Seconds: tests and CI. Tiny model, a handful of slices.
 SMOKE = dataclasses.replace(
-    SEED, name="smoke", resolution=32, g_width=8, d_width=8, batch_size=8, num_epochs=2, lr_step_epochs=1,
+    REFERENCE, name="smoke", resolution=32, g_width=8, d_width=8, batch_size=8, num_epochs=2, lr_step_epochs=1,
     max_images=32, n_fixed=16, log_every=2,
 )
 
@@ -141,14 +142,14 @@ SMOKE = dataclasses.replace(
 # D's inputs (so D cannot memorise a few thousand training slices) and an average of G's weights for
 # sampling (a decay of 0.999 per 64-image step: a 44k-image half-life).
 MODERN = dataclasses.replace(
-    SEED, name="modern", augment="translation,cutout", ema_kimg=ema_half_life_kimg(0.999, 64), ema_rampup=0.05
+    REFERENCE, name="modern", augment="translation,cutout", ema_kimg=ema_half_life_kimg(0.999, 64), ema_rampup=0.05
 )
 
 # R3GAN's recipe (Huang et al. 2024) at CPU size: residual networks without normalisation, the relativistic
 # pairing loss with R1 and R2 every step, Adam with beta1 = 0, an EMA with a 20k-image half-life ramped up
 # over the first 5% of training, and augmentation of half of D's inputs. gamma 2, as R3GAN starts at 64 px.
 R3GAN = dataclasses.replace(
-    SEED, name="r3gan", arch="resnet", resolution=64, g_width=16, d_width=16, loss="rpgan", r1_gamma=2.0,
+    REFERENCE, name="r3gan", arch="resnet", resolution=64, g_width=16, d_width=16, loss="rpgan", r1_gamma=2.0,
     r2_gamma=2.0, r1_every=1, betas=(0.0, 0.99), ema_kimg=20.0, ema_rampup=0.05, augment="translation,cutout",
     augment_p=0.5,
 )
@@ -163,13 +164,23 @@ DCGAN_RP = dataclasses.replace(R3GAN, name="dcgan-rp", arch="dcgan", g_width=64,
 # level and the EMA doing the averaging, the halvings only slow G down.
 DCGAN_RP_CONSTLR = dataclasses.replace(DCGAN_RP, name="dcgan-rp-constlr", lr_gamma=1.0)
 
+# What `make demo` trains: the recipe to train with (`dcgan-rp-constlr`), sized for a first run on 2 CPU cores.
+# The `cpu` preset, the 2015 recipe at 64 px, collapses on some machines and training seeds (D wins and G draws
+# one blob); the relativistic loss with its penalties keeps the game level instead. G and D at half width
+# train many more images per minute, so 30 short epochs fit in minutes (timings: docs/results.md).
+DEMO = dataclasses.replace(
+    DCGAN_RP_CONSTLR, name="demo", g_width=32, d_width=32, epoch_images=4096, num_epochs=30
+)
+
 # The paired generator: `dcgan-rp` conditioned on the slice position (0-31), making each slice with its
 # 4-class mask (background, CSF, grey matter, white matter); D judges slice and mask together.
 PAIRS = dataclasses.replace(DCGAN_RP, name="pairs", positions=32, with_masks=True)
 
 PRESETS: dict[str, TrainConfig] = {
-    c.name: c for c in (SEED, CPU, SMOKE, MODERN, R3GAN, DCGAN_RP, DCGAN_RP_CONSTLR, PAIRS)
+    c.name: c for c in (REFERENCE, CPU, SMOKE, MODERN, R3GAN, DCGAN_RP, DCGAN_RP_CONSTLR, DEMO, PAIRS)
 }
+# Old names that still work: `seed` was the reference preset's name (a word that also names training seeds).
+ALIASES = {"seed": "reference"}
 
 # The ablation of notebook 05 and benchmarks/ablation.py: one switch at a time on the seed, then all.
 ABLATION: dict[str, dict] = {
@@ -240,8 +251,13 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict:
     return out
 
 
+def preset_name(name: str) -> str:
+    """A preset's name, with an old alias (`seed`) turned into today's (`reference`)."""
+    return ALIASES.get(name, name)
+
+
 def get_preset(name: str, **overrides) -> TrainConfig:
     """The named preset with `overrides` applied; a clear error for an unknown name or field."""
-    if name not in PRESETS:
+    if preset_name(name) not in PRESETS:
         raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-    return dataclasses.replace(PRESETS[name], **overrides)
+    return dataclasses.replace(PRESETS[preset_name(name)], **overrides)

@@ -417,8 +417,9 @@ def train(
                     minutes = seconds * left / 60
                     say(f"epoch {epoch + 1} took {seconds:.0f} s: about {minutes:.1f} min for the other {left}")
                 if callback is not None:
-                    state = {"epoch": epoch + 1, "stats": stats, "G": G_show, "D": D, "fakes": fakes}
-                    callback({**state, "run_dir": run_dir})
+                    callback(
+                        {"epoch": epoch + 1, "stats": stats, "G": G_show, "D": D, "fakes": fakes, "run_dir": run_dir}
+                    )
         except KeyboardInterrupt:
             if not main:
                 raise

@@ -20,7 +20,9 @@ def test_seed_is_the_reference_design():
 
 
 def test_presets_exist_and_differ_only_where_meant():
-    assert {"seed", "cpu", "smoke"} <= set(PRESETS)
+    assert {"reference", "cpu", "smoke"} <= set(PRESETS)
+    # `seed`, the reference preset's old name, still works: old commands run unchanged.
+    assert get_preset("seed") == PRESETS["reference"] and PRESETS["reference"].name == "reference"
     cpu = get_preset("cpu")
     assert cpu.resolution == 64 and cpu.loss == "bce" and cpu.betas == (0.5, 0.999)
     # modern is the seed (model, optimiser, schedule, budget) with DiffAugment and an EMA of G, nothing else.

@@ -73,7 +73,7 @@ def test_the_whole_run_on_cpu_with_a_tiny_budget(pack, tmp_path):
     assert throughput["ganlib_images_per_s"] > 0 and throughput["reference_images_per_s"] > 0
 
     # The seed ran its epochs; the second recipe got the image budget fixed before it started.
-    assert report["seed"]["epochs_done"] == 2 and report["seed"]["config"]["name"] == "seed"
+    assert report["seed"]["epochs_done"] == 2 and report["seed"]["config"]["name"] == "reference"
     budget = report["best_budget"]
     assert budget["images"] == 256 and budget["epoch_images"] == 128
     best = report["best"]

@@ -211,3 +211,25 @@ def test_loss_plot_shows_what_d_says_and_grids_carry_labels():
 
     image = figure_image(fig)
     assert image.mode == "L" and image.width > 100
+
+
+def test_sample_spread_tells_one_repeated_image_from_varied_ones():
+    from ganlib.train import COLLAPSED_BELOW, sample_spread, spread_verdict
+
+    reals = torch.rand(16, 1, 8, 8) * 2 - 1
+    assert sample_spread(reals, reals) == pytest.approx(1.0)
+    assert sample_spread(reals[:1].expand_as(reals), reals) == 0.0  # G drawing one image for every latent
+    assert sample_spread(reals + 0.01 * torch.randn_like(reals), reals) > COLLAPSED_BELOW
+    assert "collapsed" in spread_verdict(0.05) and "--seed" in spread_verdict(0.05)
+    assert "varied" in spread_verdict(0.9)
+
+
+def test_a_run_records_its_sample_spread_and_the_cli_says_it(tiny_data, tmp_path, capsys):
+    from ganlib.cli import main
+    from ganlib.train import spread_verdict
+
+    code = main(["train", "--preset", "smoke", "--data", str(tiny_data), "--out", str(tmp_path), "--epochs", "1"])
+    assert code == 0
+    stats = json.loads(next(tmp_path.glob("*/stats.jsonl")).read_text().splitlines()[-1])
+    assert 0 <= stats["sample_spread"] < 5
+    assert capsys.readouterr().out.splitlines()[-1] == spread_verdict(stats["sample_spread"])
