@@ -130,3 +130,14 @@ def test_plots_draw_what_they_say(tiny):
     assert len(explore.plot_mask_overlays(tiny, [0, 5]).axes) == 6
     with pytest.raises(ValueError, match="with_masks=True"):
         explore.plot_mask_overlays(load_split("train", 32, tiny.root), [0])
+
+
+def test_tissue_shares_by_position_add_up_and_follow_the_masks(tiny_data):
+    s = load_split("train", 32, tiny_data, with_masks=True)
+    positions, shares = explore.tissue_share_by_position(s)
+    assert positions == sorted(int(p) for p in s.slice_idx.unique()) and shares.shape == (len(positions), 4)
+    assert torch.allclose(shares.sum(1), torch.ones(len(positions)))
+    first = s.masks[s.slice_idx == positions[0], 0]
+    assert shares[0, 0].item() == pytest.approx((first == 0).float().mean().item())
+    with pytest.raises(ValueError, match="with_masks=True"):
+        explore.tissue_share_by_position(load_split("train", 32, tiny_data))

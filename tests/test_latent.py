@@ -9,9 +9,10 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ganlib.config import get_preset
 from ganlib.explore import latent
 from ganlib.explore.widgets import IMAGE_CLASS, SLIDER_CLASS, InterpolationExplorer, LatentExplorer
-from ganlib.models import Generator
+from ganlib.models import Generator, build_models
 
 
 class LinearG(nn.Module):
@@ -241,3 +242,12 @@ def test_overlay_tints_only_the_labelled_pixels():
     assert torch.allclose(rgb[0, :, 0, 0], torch.full((3,), 0.5))  # background untouched
     for k, (i, j) in enumerate(((0, 1), (1, 0), (1, 1))):
         assert torch.allclose(rgb[0, :, i, j], 0.25 + 0.5 * MASK_COLOURS[k])
+
+
+def test_farthest_pair_names_the_two_seeds_whose_samples_differ_most():
+    G, _ = build_models(get_preset("smoke"))
+    seeds = list(range(6))
+    a, b = latent.farthest_pair(G, seeds)
+    images = latent.generate(G, torch.stack([latent.seed_latent(s, G.z_dim) for s in seeds])).flatten(1)
+    d = torch.cdist(images, images)
+    assert a < b and d[a, b] == d.max()

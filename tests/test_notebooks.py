@@ -195,15 +195,20 @@ def test_no_paths_of_the_machine_that_ran_them(name):
     assert not found, found[:5]
 
 
-@pytest.mark.parametrize("checkpoint", ["pretrained", "cpu_demo", "oasis128_cpu", "ganlib/pretrained/cpu_demo.pt"])
+@pytest.mark.parametrize(
+    "checkpoint", ["auto", "pretrained", "cpu_demo", "oasis128_cpu", "ganlib/pretrained/cpu_demo.pt"]
+)
 def test_notebook_04_loads_every_kind_of_checkpoint_its_parameters_cell_offers(checkpoint):
     """The cell that loads notebook 04's generator, run as it is for each kind of `checkpoint` the parameters
-    cell names: a shipped name, "pretrained", and a path relative to the repository."""
+    cell names: "auto" (the OASIS model with OASIS, else the demo model), a shipped name, "pretrained", and a
+    path relative to the repository."""
     from ganlib.checkpoint import load_generator, resolve_checkpoint
+    from ganlib.data import find_data_root
 
     (cell,) = [c for c in code_cells(read("04_sample_inspection")) if "load_generator(checkpoint" in source(c)]
     namespace = {"SMOKE": False, "REPO_ROOT": REPO, "os": os, "device": "cpu", "checkpoint": checkpoint,
-                 "load_generator": load_generator, "resolve_checkpoint": resolve_checkpoint}
+                 "load_generator": load_generator, "resolve_checkpoint": resolve_checkpoint,
+                 "find_data_root": find_data_root}
     exec(compile(source(cell), "04_sample_inspection.ipynb", "exec"), namespace)
     assert namespace["path"].parent == REPO / "ganlib" / "pretrained"
     assert namespace["config"].resolution == namespace["G"].resolution

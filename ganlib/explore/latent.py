@@ -37,6 +37,15 @@ def seed_latent(seed: int, z_dim: int, n: int | None = None) -> torch.Tensor:
     return z[0] if n is None else z
 
 
+def farthest_pair(G: torch.nn.Module, seeds: Sequence[int]) -> tuple[int, int]:
+    """Of `seeds`, the two whose samples differ most in pixels: end points for a walk worth watching."""
+    z = torch.stack([seed_latent(s, getattr(G, "module", G).z_dim) for s in seeds])
+    images = generate(G, z).flatten(1)
+    d = torch.cdist(images, images)
+    i, j = divmod(int(d.argmax()), len(seeds))
+    return seeds[min(i, j)], seeds[max(i, j)]
+
+
 def lerp(z0: torch.Tensor, z1: torch.Tensor, t: float | torch.Tensor) -> torch.Tensor:
     """Straight line from z0 (t=0) to z1 (t=1); t may be a vector of steps (returns one row each)."""
     t = torch.as_tensor(t, dtype=z0.dtype)

@@ -140,6 +140,37 @@ def plot_mean_by_position(slices: SliceSet, num_positions: int = 8) -> plt.Figur
     return fig
 
 
+def tissue_share_by_position(slices: SliceSet) -> tuple[list[int], torch.Tensor]:
+    """The slice positions present and, at each, the mean share of the image each mask class covers (P, 4).
+
+    Columns: background, CSF, grey matter, white matter; 1 - background is how much of the slice is brain.
+    """
+    if slices.masks is None:
+        raise ValueError("tissue shares need the masks: load the split with with_masks=True")
+    positions = sorted(int(p) for p in torch.unique(slices.slice_idx))
+    masks = slices.masks[:, 0]
+    shares = torch.stack([
+        torch.stack([(masks[slices.slice_idx == p] == k).float().mean() for k in range(4)]) for p in positions
+    ])
+    return positions, shares
+
+
+def plot_tissue_share_by_position(slices: SliceSet) -> plt.Figure:
+    """How much of each slice is brain, and of which tissue, at every position: how the stack runs through the head."""
+    positions, shares = tissue_share_by_position(slices)
+    fig, ax = plt.subplots(figsize=(6.5, 2.8))
+    for k, (name, colour) in enumerate((("CSF", "tab:blue"), ("grey matter", "tab:orange"), ("white matter", "0.4")),
+                                       start=1):
+        ax.plot(positions, shares[:, k], color=colour, label=name)
+    ax.plot(positions, 1 - shares[:, 0], color="k", lw=2, label="all brain")
+    ax.set(xlabel="slice position", ylabel="share of the image", ylim=(0, 1.4 * float((1 - shares[:, 0]).max())),
+           title=f"tissue per slice position ({slices.split}, {len(torch.unique(slices.case_ids))} subjects)")
+    ax.legend(fontsize=8, ncol=4, loc="upper center")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
 def preprocessing_steps(path: str | os.PathLike, resolution: int) -> list[tuple[str, np.ndarray]]:
     """One slice as the loader sees it: stored file, grayscale, resized, scaled to [-1, 1].
 
