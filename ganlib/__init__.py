@@ -2,8 +2,9 @@
 
 The map, in the order a learner reads it:
 
-- The GAN core: `config` (one dataclass, named presets), `data` (PNG slices -> uint8 tensors in [-1, 1]),
-  `models` (the seed's DCGAN; `resnet` the R3GAN-style networks; `conditional` slice positions and masks),
+- The GAN core: `toy` (the game on numbers, in seconds), `config` (one dataclass, named presets), `data`
+  (PNG slices -> uint8 tensors in [-1, 1]), `models` (the reference DCGAN; `resnet` the R3GAN-style
+  networks; `conditional` slice positions and masks),
   `losses` (the objective and one update of D and of G), `augment` (DiffAugment), `train` (the loop),
   `checkpoint` (saving, loading, resuming), `viz` (sample grids, loss plots).
 - `evaluation/`: Inception features, metrics (FID, KID, SWD, MS-SSIM), the memorisation audit, `evaluate`.
