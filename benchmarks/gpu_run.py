@@ -293,9 +293,9 @@ def cmd_run(args) -> int:
     sets = [x for item in args.set for x in ("--set", item)]
 
     # 3. The seed preset, its full 50 epochs, timed.
-    seed_cmd = me + common + ["--preset", "seed", "--set", f"num_epochs={args.seed_epochs}"] + sets
+    seed_cmd = me + common + ["--preset", "reference", "--set", f"num_epochs={args.seed_epochs}"] + sets
     part = s.call("seed", seed_cmd, args.seed_s)
-    seed_run = find_run(runs_root, "seed")
+    seed_run = find_run(runs_root, "reference")  # the reference preset's run folder, NNNNN-reference
     if seed_run is not None:
         s.report["seed"] = run_summary(seed_run, part["seconds"])
         s.save()
