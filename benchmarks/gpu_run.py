@@ -45,7 +45,8 @@ RESERVE_S = 40  # kept back at the end for exporting and writing the report
 def cmd_pack(args) -> int:
     from ganlib.data import load_split
 
-    sets = {split: load_split(split, args.resolution, args.data) for split in args.splits.split(",")}
+    splits = args.splits.split(",")
+    sets = {split: load_split(split, args.resolution, args.data, with_masks=args.masks) for split in splits}
     path = save_pack(args.out, sets)
     counts = ", ".join(f"{k} {len(v)}" for k, v in sets.items())
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB; {counts} slices at {args.resolution}px)")
@@ -381,6 +382,11 @@ EQUAL_JOBS = [("seed", 45, 0), ("seed", 45, 1), ("dcgan-rp", 45, 0), ("dcgan-rp"
               ("r3gan-lazy", 15, 0)]
 
 
+def pack_resolution(path: str) -> int:
+    """The size of a data pack's slices (its training split's last axis)."""
+    return load_pack(path)["train"].images.shape[-1]
+
+
 def cmd_equal(args) -> int:
     """benchmarks.equal_compute's jobs trained here, all at once: the image budget each would get on the
     2-core CPU (its rate there x its minutes), the GPU only doing it sooner. Nothing is scored here (the
@@ -390,24 +396,31 @@ def cmd_equal(args) -> int:
     from benchmarks.equal_compute import LEVER_JOBS, Job
     from benchmarks.equal_compute import OUT as EQUAL_OUT
     from ganlib.checkpoint import export_generator
-    from ganlib.config import parse_set
+    from ganlib.config import TrainConfig, parse_set
 
     out, runs_root = Path(args.out), Path(args.runs)
     s = Session(out, args.budget_s)
     s.report["command"] = " ".join(["python", "-m", "benchmarks.gpu_run", *sys.argv[1:]])
     s.report["machine"] = machine_info(args.device)
     s.say(f"machine: {json.dumps({k: v for k, v in s.report['machine'].items() if k != 'nvidia_smi'})}")
-    rates = read_json(EQUAL_OUT / "rates.json")
     overrides = parse_set(args.set)
-    jobs = LEVER_JOBS if args.levers else [(r, float(m), int(seed)) for r, m, seed in args.jobs or EQUAL_JOBS]
-    configs = [Job(*job).config(rates) for job in jobs]  # every rate checked before anything starts
+    if args.configs:  # whole configs, written where their image budgets were worked out (benchmarks.grow)
+        configs = [TrainConfig.from_dict(json.loads(Path(f).read_text())) for f in args.configs]
+    else:
+        rates = read_json(EQUAL_OUT / "rates.json")
+        jobs = LEVER_JOBS if args.levers else [(r, float(m), int(seed)) for r, m, seed in args.jobs or EQUAL_JOBS]
+        configs = [Job(*job).config(rates) for job in jobs]  # every rate checked before anything starts
+    packs = {pack_resolution(p): p for p in args.pack}  # each job trains on the pack of its resolution
     procs = {}
     for config in configs:
         config = dataclasses.replace(config, **overrides)  # tests shrink the networks; real runs set nothing
+        if config.resolution not in packs:
+            raise SystemExit(f"{config.name}: no --pack at {config.resolution}px (have {sorted(packs)})")
         folder = runs_root / config.name
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "config.json").write_text(json.dumps(config.to_dict()))
-        cmd = module_command("gpu_run", "train", "--pack", args.pack, "--runs", str(folder), "--device", args.device,
+        pack = packs[config.resolution]
+        cmd = module_command("gpu_run", "train", "--pack", pack, "--runs", str(folder), "--device", args.device,
                              "--config", str(folder / "config.json"), "--checkpoint-every", "1")
         log = open(folder / "log.txt", "w")
         env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
@@ -464,6 +477,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="folder holding keras_png_slices_train/")
     p.add_argument("--resolution", type=int, default=128)
     p.add_argument("--out", default=".gpu/oasis128.npz")
+    p.add_argument("--masks", action="store_true", help="with the 4-class masks (for image+mask pairs)")
     p.add_argument(
         "--splits",
         default="train,validate",
@@ -497,7 +511,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("equal", help="there: equal_compute.py's jobs for their CPU image budgets, side by side")
-    p.add_argument("--pack", required=True, help="the 64px training split (pack --resolution 64 --splits train)")
+    p.add_argument("--pack", required=True, action="append",
+                   help="a training split (pack --resolution 64 --splits train); one per resolution the jobs use")
     p.add_argument("--out", required=True)
     p.add_argument("--runs", default=os.path.join(tempfile.gettempdir(), "ganlib-gpu-equal"))
     p.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
@@ -508,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
                        help="a job (repeatable); default: the 45-minute pairs and two 15-minute recipes")
     which.add_argument("--levers", action="store_true",
                        help="equal_compute.LEVER_JOBS: the levers on dcgan-rp-constlr, 45 min")
+    which.add_argument("--config", action="append", dest="configs", metavar="FILE",
+                       help="a whole TrainConfig as JSON, its budget fixed where it was written (repeatable)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="for every job (tests)")
     p.set_defaults(func=cmd_equal)
 

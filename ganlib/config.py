@@ -35,6 +35,12 @@ class TrainConfig:
     # and G making the slice with its 4-class mask, D judging both (off: slices only).
     positions: int = 0
     with_masks: bool = False
+    # Growing (ProGAN): train at `grow_from` px first (0 = off), for grow_kimg[0] thousand images, then at twice
+    # that for grow_kimg[1], ... up to `resolution` for the rest; each new resolution fades in over
+    # `grow_fade_kimg` thousand images. DCGAN networks, slices alone.
+    grow_from: int = 0
+    grow_kimg: tuple[float, ...] = ()
+    grow_fade_kimg: float = 0.0
     # The objective and what keeps D in check; the seed's values switch each one off.
     loss: str = "bce"  # "bce": the seed's non-saturating BCE; "rpgan": relativistic pairing (ganlib.losses)
     d_norm: str = "batch"  # "batch": BatchNorm in D as DCGAN; "spectral": spectral norm; "none": neither
@@ -76,12 +82,21 @@ class TrainConfig:
             raise ValueError(f"r1_every={self.r1_every}: must be at least 1")
         if not 0 < self.subject_share <= 1:
             raise ValueError(f"subject_share={self.subject_share}: a share of the subjects, above 0 and at most 1")
+        if self.grow_from:
+            stages = int(math.log2(self.resolution // self.grow_from)) if self.grow_from in RESOLUTIONS else -1
+            if stages < 1:
+                raise ValueError(f"grow_from={self.grow_from}: one of {RESOLUTIONS} below resolution={self.resolution}")
+            if len(self.grow_kimg) != stages or min(self.grow_kimg) <= 0:
+                raise ValueError(
+                    f"grow_kimg={','.join(map(str, self.grow_kimg))}: give {stages} positive budget(s), thousands of "
+                    f"images at each resolution from {self.grow_from} below {self.resolution}"
+                )
         if self.positions < 0:
             raise ValueError(f"positions={self.positions}: the number of slice positions (32 for OASIS), or 0 for none")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
+        d["betas"], d["grow_kimg"] = list(self.betas), list(self.grow_kimg)
         return d
 
     @classmethod
@@ -91,8 +106,9 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config fields {unknown}; known: {sorted(known)}")
-        if "betas" in d:
-            d["betas"] = tuple(d["betas"])
+        for key in ("betas", "grow_kimg"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -118,6 +134,20 @@ def _upgrade(d: dict) -> dict:
         d["ema_kimg"] = ema_half_life_kimg(beta, d.get("batch_size", 64))
         d["ema_rampup"] = d.get("ema_rampup") or 0.05
     return d
+
+
+def growth_stage(config: TrainConfig, images: int) -> tuple[int, float]:
+    """The resolution a growing run trains at after `images` images, and how far it has faded in (0 to 1)."""
+    if not config.grow_from:
+        return config.resolution, 1.0
+    resolution, start = config.grow_from, 0.0
+    for kimg in config.grow_kimg:
+        if images < start + kimg * 1000:
+            break
+        resolution, start = resolution * 2, start + kimg * 1000
+    if resolution == config.grow_from or config.grow_fade_kimg <= 0:
+        return resolution, 1.0
+    return resolution, min(1.0, (images - start) / (config.grow_fade_kimg * 1000))
 
 
 def ema_half_life_kimg(beta: float, batch_size: int) -> float:

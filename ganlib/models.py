@@ -2,7 +2,13 @@
 
 Both are parametrised by resolution (a power of two, 32 to 256) and width, so the same code
 gives the 128x128 reference model and a small CPU model. Shapes in comments are for the
-`seed` preset (resolution 128, width 64).
+`reference` preset (resolution 128, width 64).
+
+Growing (`grow_from`, ProGAN's idea): the networks can also run at a lower resolution, using only the
+layers of G that lead there and the layers of D that follow from there. G gains a small "to image" layer
+and D a "from image" layer at each lower resolution; `set_stage(net, resolution, alpha)` picks the one in
+use, and while a new resolution fades in (alpha from 0 to 1) the old path's output is blended with the new
+one. At the full resolution with alpha 1 both are the seed's networks exactly.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .conditional import (
@@ -43,10 +50,11 @@ class Generator(nn.Module):
 
     def __init__(
         self, z_dim: int = 100, resolution: int = 128, width: int = 64, channels: int = 1,
-        positions: int = 0, mask_classes: int = 0,
+        positions: int = 0, mask_classes: int = 0, grow_from: int = 0,
     ):
         super().__init__()
         self.z_dim, self.resolution, self.mask_classes = z_dim, resolution, mask_classes
+        self.stage, self.alpha = resolution, 1.0  # the resolution it draws at (`set_stage`), and the fade-in
         self.condition = PositionInput(positions) if positions else None
         n = _num_blocks(resolution)
         ch = [width * 2 ** (n - 1 - i) for i in range(n)]  # 1024, 512, 256, 128, 64
@@ -61,13 +69,34 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(ch[-1], channels + mask_classes, 4, 2, 1, bias=False)]  # 1 x 128 x 128
         layers += [] if mask_classes else [nn.Tanh()]  # with masks, `split_output` does Tanh and softmax
         self.main = nn.Sequential(*layers)
+        # Growing: a "to image" layer at each resolution below the full one, from the block before it.
+        lower = _lower_resolutions(grow_from, resolution, mask_classes)
+        self.to_image = nn.ModuleDict(
+            {str(r): nn.ConvTranspose2d(ch[_num_blocks(r) - 1], channels, 4, 2, 1, bias=False) for r in lower}
+        )
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         z = z.reshape(z.shape[0], self.z_dim)
         if self.condition is not None:
             z = self.condition(z, y)
+        if self.stage != self.resolution or self.alpha < 1:
+            return self._grown(z[:, :, None, None])
         x = self.main(z[:, :, None, None])
         return split_output(x, self.mask_classes, squash_image=True) if self.mask_classes else x
+
+    def _image(self, r: int, h: torch.Tensor) -> torch.Tensor:
+        """The image at resolution r (before Tanh) from the features of the block before it."""
+        return self.main[-2](h) if r == self.resolution else self.to_image[str(r)](h)
+
+    def _grown(self, h: torch.Tensor) -> torch.Tensor:
+        """G at a lower resolution, or fading one in: the blocks up to stage/2, then its image layer."""
+        n = _num_blocks(self.stage)  # blocks 0..n-1 lead to stage/2 (3 layers each: conv, norm, ReLU)
+        h_before = self.main[: 3 * (n - 1)](h)
+        x = self._image(self.stage, self.main[3 * (n - 1) : 3 * n](h_before))
+        if self.alpha < 1:  # fading in: blend with the last resolution's image, scaled up
+            old = F.interpolate(self._image(self.stage // 2, h_before), scale_factor=2, mode="nearest")
+            x = torch.lerp(old, x, self.alpha)
+        return torch.tanh(x)
 
 
 class Discriminator(nn.Module):
@@ -78,9 +107,11 @@ class Discriminator(nn.Module):
     """
 
     def __init__(
-        self, resolution: int = 128, width: int = 64, channels: int = 1, norm: str = "batch", positions: int = 0
+        self, resolution: int = 128, width: int = 64, channels: int = 1, norm: str = "batch", positions: int = 0,
+        grow_from: int = 0,
     ):
         super().__init__()
+        self.resolution, self.stage, self.alpha = resolution, resolution, 1.0
         if norm not in ("batch", "spectral", "none"):
             raise ValueError(f"D's norm must be 'batch', 'spectral' or 'none', got {norm!r}")
         n = _num_blocks(resolution)
@@ -92,21 +123,71 @@ class Discriminator(nn.Module):
             layers.append(wrap(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)))
             layers += [nn.BatchNorm2d(c_out)] if norm == "batch" else []
             layers.append(nn.LeakyReLU(0.2, True))
+        self.block_ends = [2] + [2 + (3 if norm == "batch" else 2) * i for i in range(1, n)]  # ends in `main`
         layers += [wrap(nn.Conv2d(ch[-1], 1, 4, 1, 0, bias=False))]  # 1 x 1 x 1
         self.main = nn.Sequential(*layers)
+        # Growing: a "from image" layer at each resolution below the full one, into the block after it.
+        self.from_image = nn.ModuleDict({
+            str(r): nn.Sequential(wrap(nn.Conv2d(channels, ch[n - _num_blocks(r)], 4, 2, 1, bias=False)),
+                                  nn.LeakyReLU(0.2, True))
+            for r in _lower_resolutions(grow_from, resolution, channels - 1)
+        })
         # Conditioned on the position, the last layer (a linear map of the 1024 x 4 x 4 features) gains a term
         # of its own per position: D's score is (w + embed(y)) . features.
         self.project = Projection(positions, ch[-1] * 16) if positions else None
         self.sigmoid = nn.Sigmoid()
 
     def logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        if self.project is None:
+        if self.stage != self.resolution or self.alpha < 1:
+            h = self._grown(x)
+        elif self.project is None:
             return self.main(x).flatten()
-        h = self.main[:-1](x)  # 1024 x 4 x 4
-        return self.main[-1](h).flatten() + self.project(h.flatten(1), y)
+        else:
+            h = self.main[:-1](x)  # 1024 x 4 x 4
+        score = self.main[-1](h).flatten()
+        return score if self.project is None else score + self.project(h.flatten(1), y)
+
+    def _block(self, i: int) -> nn.Module:
+        return self.main[(self.block_ends[i - 1] if i else 0) : self.block_ends[i]]
+
+    def _from(self, r: int, x: torch.Tensor) -> torch.Tensor:
+        return self._block(0)(x) if r == self.resolution else self.from_image[str(r)](x)
+
+    def _grown(self, x: torch.Tensor) -> torch.Tensor:
+        """D's 4x4 features at a lower resolution, or while one fades in: its "from image" layer, then the
+        blocks after it; fading in, blended with the last resolution's path on the image scaled down."""
+        first = _num_blocks(self.resolution) - _num_blocks(self.stage)  # the block the stage's image enters
+        h = self._from(self.stage, x)
+        if self.alpha < 1:
+            old = self._from(self.stage // 2, F.avg_pool2d(x, 2))
+            h = torch.lerp(old, self._block(first + 1)(h), self.alpha)
+            first += 1
+        for i in range(first + 1, len(self.block_ends)):
+            h = self._block(i)(h)
+        return h
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.sigmoid(self.logits(x, y))
+
+
+def _lower_resolutions(grow_from: int, resolution: int, mask_classes: int) -> list[int]:
+    """The resolutions a growing network also runs at: grow_from, 2 x grow_from, ... below `resolution`."""
+    if not grow_from:
+        return []
+    if grow_from not in RESOLUTIONS or grow_from >= resolution:
+        raise ValueError(f"grow_from={grow_from}: a resolution of {RESOLUTIONS} below the full {resolution}, or 0")
+    if mask_classes:
+        raise ValueError("grow_from: growing is for slices alone; train image+mask pairs at their full resolution")
+    return [r for r in RESOLUTIONS if grow_from <= r < resolution]
+
+
+def set_stage(net: nn.Module, resolution: int, alpha: float = 1.0) -> None:
+    """Make a growing G or D run at `resolution`, with the new resolution's path blended in at `alpha`."""
+    net = getattr(net, "module", net)
+    if resolution != net.resolution and str(resolution) not in (getattr(net, "to_image", None) or
+                                                                 getattr(net, "from_image", None) or {}):
+        raise ValueError(f"this network cannot run at {resolution}px (built for {net.resolution}px)")
+    net.stage, net.alpha = resolution, float(alpha)
 
 
 def init_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -128,10 +209,12 @@ def build_generator(config) -> nn.Module:
     """G for a `TrainConfig`: the seed's DCGAN or the residual network of `ganlib.resnet` (not initialised)."""
     extra = {"positions": config.positions, "mask_classes": NUM_CLASSES if config.with_masks else 0}
     if config.arch == "resnet":
+        if config.grow_from:
+            raise ValueError("grow_from: growing is built for the DCGAN networks (arch='dcgan')")
         return ResNetGenerator(config.z_dim, config.resolution, config.g_width, **extra)
     if config.arch != "dcgan":
         raise ValueError(f"arch must be one of {ARCHS}, got {config.arch!r}")
-    return Generator(config.z_dim, config.resolution, config.g_width, **extra)
+    return Generator(config.z_dim, config.resolution, config.g_width, grow_from=config.grow_from, **extra)
 
 
 def build_models(config) -> tuple[nn.Module, nn.Module]:
@@ -143,7 +226,7 @@ def build_models(config) -> tuple[nn.Module, nn.Module]:
     extra = {"positions": config.positions, "channels": 1 + (NUM_CLASSES if config.with_masks else 0)}
     if config.arch == "resnet":
         return G, ResNetDiscriminator(config.resolution, config.d_width, **extra)
-    D = Discriminator(config.resolution, config.d_width, norm=config.d_norm, **extra)
+    D = Discriminator(config.resolution, config.d_width, norm=config.d_norm, grow_from=config.grow_from, **extra)
     init_weights(G)
     init_weights(D)
     return G, D

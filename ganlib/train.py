@@ -24,16 +24,17 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt_io
 from .augment import diff_augment
 from .checkpoint import Resume, resolve_resume
 from .conditional import masks_to_float, one_hot_masks
-from .config import TrainConfig
+from .config import TrainConfig, growth_stage
 from .data import DataError, SliceSet, find_data_root, load_split, shown_path, split_dirs, subject_subset, to_float
 from .losses import LOSSES, d_step, d_step_penalised, g_step
-from .models import build_models, sample
+from .models import build_models, sample, set_stage
 from .utils.device import autocast, bf16_supported, dist_info, pick_device
 from .utils.distributed import sync_batchnorm
 from .utils.runs import lock_run_dir, new_run_dir
@@ -145,6 +146,21 @@ def real_batch(split: SimpleNamespace, idx: torch.Tensor) -> tuple[torch.Tensor,
     return real, (split.y[idx] if split.y is not None else None)
 
 
+def at_resolution(x: torch.Tensor, resolution: int) -> torch.Tensor:
+    """Slices scaled down by area averaging to `resolution` (what a growing run's D sees of the real ones)."""
+    factor = x.shape[-1] // resolution
+    return F.avg_pool2d(x, factor) if factor > 1 else x
+
+
+def grow(config: TrainConfig, step: int, nets) -> int:
+    """Put the growing networks at the stage of this step (see `config.growth_stage`); returns its resolution."""
+    resolution, alpha = growth_stage(config, step * config.batch_size)
+    for net in nets:
+        if net is not None:
+            set_stage(net, resolution, alpha)
+    return resolution
+
+
 @torch.no_grad()
 def val_loss_d(G, D, val: SimpleNamespace, config: TrainConfig, device, amp_ctx) -> float:
     """D's loss on the validation split (reals vs as many fakes), both nets in eval mode."""
@@ -153,6 +169,7 @@ def val_loss_d(G, D, val: SimpleNamespace, config: TrainConfig, device, amp_ctx)
     total, n = 0.0, 0
     for i in range(0, len(val.images), config.batch_size):
         real, y = real_batch(val, torch.arange(i, min(i + config.batch_size, len(val.images)), device=device))
+        real = at_resolution(real, getattr(G, "stage", config.resolution))
         z = torch.randn(len(real), config.z_dim, generator=g, device=device)
         with amp_ctx():
             lr_, lf_ = D.logits(real, y), D.logits(G(z, y), y)
@@ -344,6 +361,8 @@ def train(
                     z = torch.randn(config.batch_size, config.z_dim, generator=g_dev, device=dev)
                     z = z[rank * local_batch : (rank + 1) * local_batch]
                     real, y = real_batch(train_dev, idx)  # y: the slices' positions, if G and D take them
+                    if config.grow_from:  # a growing run: the networks and real slices at this step's resolution
+                        real = at_resolution(real, grow(config, step, (G, D, G_ema)))
                     if config.channels_last:
                         real = real.contiguous(memory_format=torch.channels_last)
                     views.D.y = views.D_for_G.y = y
@@ -404,6 +423,8 @@ def train(
                     "images_per_s": round(steps_per_epoch * config.batch_size / seconds, 1),
                     "sample_spread": sample_spread(fakes, to_float(train_set.images[: config.n_fixed])),
                 }
+                if config.grow_from:
+                    record.update(resolution=G.stage, fade_in=round(G.alpha, 4))
                 if eval_every and (epoch + 1) % eval_every == 0:
                     from .evaluation.metrics import training_metrics  # evaluation sits above training
 
@@ -443,6 +464,7 @@ def sample_spread(fakes: torch.Tensor, reals: torch.Tensor) -> float:
         x = x.flatten(1).float()
         return torch.cdist(x, x).sum() / max(len(x) * (len(x) - 1), 1)
 
+    reals = at_resolution(reals, fakes.shape[-1])  # a growing run's samples are smaller until it is grown
     return round((mean_distance(fakes) / mean_distance(reals).clamp_min(1e-8)).item(), 4)
 
 

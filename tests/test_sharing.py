@@ -1,0 +1,77 @@
+"""benchmarks.sharing on tiny real PNG data: every U-Net of the sharing scenario, resumable, and its summary."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import torch
+
+from benchmarks import sharing
+from ganlib.config import get_preset
+from ganlib.pairs.segment import train_until_stalled
+from ganlib.train import train
+from tests.test_evaluate import tiny_weights  # noqa: F401  (a fixture: a small TorchScript "Inception")
+
+
+def test_early_stopping_keeps_the_best_and_stops_when_stalled():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 255, (8, 1, 16, 16), generator=g, dtype=torch.uint8)
+    masks = torch.randint(0, 4, (8, 1, 16, 16), generator=g, dtype=torch.uint8)
+    model, info = train_until_stalled([(images, masks)], (images, masks), eval_every=2, patience=2, max_steps=40,
+                                      width=4)
+    assert info["steps"] <= 40 and info["best_step"] % 2 == 0
+    assert info["steps"] == 40 or info["steps"] - info["best_step"] == 2 * 2  # stopped two checks after the best
+
+
+def test_the_scenario_trains_every_setting_and_resumes(tiny_data, tmp_path, capsys):
+    config = dataclasses.replace(get_preset("smoke"), positions=4, with_masks=True, num_epochs=1, max_images=None)
+    generator = train(config, data=tiny_data, out=tmp_path / "gan", progress=False)
+    common = ["scenario", "--data", str(tiny_data), "--checkpoint", str(generator), "--out", str(tmp_path / "out"),
+              "--runs", str(tmp_path / "runs"), "--draws", "0", "1", "--n-synthetic", "16", "--max-steps", "4",
+              "--eval-every", "2", "--patience", "1"]
+    sharing.main([*common, "--k", "1", "--workers", "2"])  # two U-Nets at a time, in spawned processes
+    first = json.loads((tmp_path / "out" / "scenario.json").read_text())["runs"]
+    assert len(first) == 2 * (2 + 4)  # all-real, synthetic-only and four settings with k=1, two draws each
+    capsys.readouterr()
+    sharing.main([*common, "--k", "1", "2"])  # k=1's U-Nets are kept, k=2's trained
+    out = capsys.readouterr().out
+    assert "k1" not in out and out.count("real-k2") == 8
+    runs = json.loads((tmp_path / "out" / "scenario.json").read_text())["runs"]
+    assert all(runs[key] == first[key] for key in first)
+    filtered = runs["real-k2+filtered/draw0"]
+    assert filtered["kept"] >= 8 and filtered["train_slices"] == 8 + filtered["kept"]  # k=2: 2 subjects x 4
+    assert runs["real-k1/draw0"]["train_slices"] == 4 and runs["all-real/draw0"]["train_slices"] == 16
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    for k in (1, 2):
+        for name in (f"real-k{k}", f"real-k{k}+synthetic", f"real-k{k}+filtered", f"real-k{k}+pretrained"):
+            assert summary[name]["k"] == k and summary[name]["runs"] == 2 and 0 <= summary[name]["mean_dice"] <= 1
+    assert summary["synthetic_only_ratio"] == round(
+        summary["synthetic-only"]["mean_dice"] / summary["all-real"]["mean_dice"], 4)
+
+
+def test_membership_attacks_give_aucs_and_auc_means_what_it_says(tiny_data, tmp_path):
+    assert sharing.auc(torch.tensor([3.0, 4.0]), torch.tensor([1.0, 2.0])) == 1.0
+    assert sharing.auc(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0])) == 0.5
+    config = dataclasses.replace(get_preset("smoke"), positions=4, with_masks=True, num_epochs=1, max_images=None)
+    generator = train(config, data=tiny_data, out=tmp_path / "gan", progress=False)
+    sharing.main(["membership", "--data", str(tiny_data), "--checkpoint", str(generator), "--out",
+                  str(tmp_path / "out"), "--n-synthetic", "32"])
+    result = json.loads((tmp_path / "out" / "membership.json").read_text())
+    keys = ("nearest_synthetic_auc_image", "nearest_synthetic_auc_pair", "d_score_auc_pair")
+    assert all(0 <= result[k] <= 1 for k in keys) and result["members"] == 16 and result["non_members"] == 8
+    assert result["membership_auc"] == max(result[k] for k in keys)
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["membership_auc"] == result["membership_auc"]
+
+
+def test_the_generator_check_measures_variety_mask_shares_and_fid(tiny_data, tmp_path, tiny_weights):  # noqa: F811
+    assert sharing.mean_pairwise(torch.zeros(3, 1, 4, 4)) == 0.0
+    config = dataclasses.replace(get_preset("smoke"), positions=4, with_masks=True, num_epochs=1, max_images=None)
+    generator = train(config, data=tiny_data, out=tmp_path / "gan", progress=False)
+    sharing.main(["check", "--data", str(tiny_data), "--checkpoint", str(generator), "--out", str(tmp_path / "out"),
+                  "--inception-weights", str(tiny_weights), "--per-position", "3", "--n", "8"])
+    result = json.loads((tmp_path / "out" / "generator-check.json").read_text())
+    assert set(result["variety_ratio_by_position"]["pixel"]) == {"0", "1", "2", "3"}
+    assert result["variety_ratio_pixel"] > 0 and result["fid"] > 0 and 0 <= result["mask_share_max_abs_diff"] <= 1
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["variety_ratio"] == min(result["variety_ratio_pixel"], result["variety_ratio_inception"])
