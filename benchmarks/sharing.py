@@ -30,6 +30,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -105,6 +106,7 @@ def cmd_train(args) -> None:
 
 
 K = (2, 4, 8, 16)
+SYNTHETIC_SETTING = re.compile(r"synthetic|filtered|pretrained")  # the settings that use the generator
 DRAWS = (0, 1, 2)
 N_SYNTHETIC = 5120  # as many synthetic pairs as the real training split has slices
 
@@ -117,13 +119,17 @@ def chosen_subjects(case_ids: torch.Tensor, k: int, draw: int) -> torch.Tensor:
 
 
 def scenario_runs(ks, draws) -> list[list[dict]]:
-    """The U-Nets to train, in two waves: the second needs the first's models (filter, pre-training)."""
-    first = [{"setting": "all-real", "k": None, "draw": d} for d in draws]
-    first += [{"setting": "synthetic-only", "k": None, "draw": d} for d in draws]
-    first += [{"setting": f"real-k{k}", "k": k, "draw": d} for k in ks for d in draws]
-    second = [{"setting": f"real-k{k}+{kind}", "k": k, "draw": d}
-              for kind in ("synthetic", "filtered", "pretrained") for k in ks for d in draws]
-    return [first, second]
+    """The U-Nets to train, in waves: per draw, first those the others build on (the real-k U-Net filters,
+    the synthetic-only one is fine-tuned), then the others. Draw by draw, so that a run cut off early has
+    every setting of its first draws."""
+    waves = []
+    for d in draws:
+        first = [{"setting": name, "k": None, "draw": d} for name in ("all-real", "synthetic-only")]
+        first += [{"setting": f"real-k{k}", "k": k, "draw": d} for k in ks]
+        second = [{"setting": f"real-k{k}+{kind}", "k": k, "draw": d}
+                  for k in ks for kind in ("synthetic", "filtered", "pretrained")]
+        waves += [first, second]
+    return waves
 
 
 def run_key(run: dict) -> str:
@@ -261,10 +267,16 @@ def cmd_scenario(args) -> None:
 
     path = args.out / "scenario.json"
     results = read_json(path)
-    results.setdefault("meta", {"checkpoint": str(args.checkpoint), "n_synthetic": args.n_synthetic,
-                                "max_steps": args.max_steps, "eval_every": args.eval_every,
-                                "patience": args.patience, "device": args.device})
+    meta = {"checkpoint": str(args.checkpoint), "n_synthetic": args.n_synthetic, "max_steps": args.max_steps,
+            "eval_every": args.eval_every, "patience": args.patience}
     runs = results.setdefault("runs", {})
+    if results.get("meta", meta) != meta:  # another generator or rule: keep only what neither changes
+        same_rule = all(results["meta"].get(k) == meta[k] for k in ("max_steps", "eval_every", "patience"))
+        kept = {key: r for key, r in runs.items() if same_rule and not SYNTHETIC_SETTING.search(r["setting"])}
+        print(f"{path}: made with {results['meta']}; keeping the {len(kept)} U-Nets without synthetic data "
+              "trained by the same rule", flush=True)
+        runs = results["runs"] = kept
+    results["meta"] = meta
     for wave in scenario_runs(args.k, args.draws):
         todo = [r for r in wave if run_key(r) not in runs]
         if args.workers <= 1:
@@ -440,7 +452,7 @@ def main(argv=None) -> None:
     p.add_argument("--k", nargs="+", type=int, default=list(K), help="scenario: subjects with labels at site 2")
     p.add_argument("--draws", nargs="+", type=int, default=list(DRAWS))
     p.add_argument("--n-synthetic", type=int, default=N_SYNTHETIC)
-    p.add_argument("--max-steps", type=int, default=4000)
+    p.add_argument("--max-steps", type=int, default=2000)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--patience", type=int, default=5)
     p.add_argument("--workers", type=int, default=1, help="scenario: U-Nets trained at once")

@@ -48,6 +48,13 @@ def test_the_scenario_trains_every_setting_and_resumes(tiny_data, tmp_path, caps
             assert summary[name]["k"] == k and summary[name]["runs"] == 2 and 0 <= summary[name]["mean_dice"] <= 1
     assert summary["synthetic_only_ratio"] == round(
         summary["synthetic-only"]["mean_dice"] / summary["all-real"]["mean_dice"], 4)
+    # Another generator: the U-Nets trained without synthetic data are kept, the others trained again.
+    other = train(dataclasses.replace(config, seed=1), data=tiny_data, out=tmp_path / "gan2", progress=False)
+    sharing.main([*common[:4], str(other), *common[5:], "--k", "1", "--draws", "0"])
+    out = capsys.readouterr().out
+    assert "keeping the 6 U-Nets without synthetic data" in out and "all-real" not in out.split("\n", 1)[1]
+    again = json.loads((tmp_path / "out" / "scenario.json").read_text())["runs"]
+    assert again["real-k1/draw0"] == runs["real-k1/draw0"] and "real-k1+synthetic/draw1" not in again
 
 
 def test_membership_attacks_give_aucs_and_auc_means_what_it_says(tiny_data, tmp_path):

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..data import NUM_CLASSES, to_float
 from ..models import eval_mode
+from ..utils.device import autocast, bf16_supported
 
 CLASS_NAMES = ("background", "CSF", "grey matter", "white matter")
 
@@ -167,7 +168,7 @@ def train_until_stalled(
     width: int = 16,
     eval_every: int = 100,
     patience: int = 5,
-    max_steps: int = 4000,
+    max_steps: int = 2000,
     device: str | torch.device = "cpu",
 ) -> tuple[UNet, dict]:
     """A U-Net trained until its Dice on the validation pairs `val` stops rising (early stopping).
@@ -176,12 +177,15 @@ def train_until_stalled(
     Every `eval_every` steps the mean tissue Dice on `val` is measured; training stops after `patience`
     measurements without a better one, or at `max_steps`, and the best weights are kept. `start` (a trained
     U-Net) is fine-tuned instead of a new one. Returns the model and {"steps", "best_step", "val_dice"}.
+    Speed switches as in GAN training: bf16 autocast where the device supports it, channels-last memory.
     """
     if not sources or any(len(x) != len(m) or len(x) == 0 for x, m in sources):
         raise ValueError("every source needs as many masks as slices, and some")
     torch.manual_seed(seed)
+    device = torch.device(device)
     model = UNet(width=width) if start is None else start
-    model = model.to(device).train()
+    model = model.to(device, memory_format=torch.channels_last).train()
+    use_bf16 = bf16_supported(device)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     g = torch.Generator().manual_seed(seed)
     shares = [batch_size // len(sources) + (i < batch_size % len(sources)) for i in range(len(sources))]
@@ -191,8 +195,11 @@ def train_until_stalled(
         for (images, masks), share in zip(sources, shares):
             idx = torch.randint(len(images), (share,), generator=g)
             xs.append(images[idx]), ms.append(masks[idx, 0])
-        x, m = to_float(torch.cat(xs).to(device)), torch.cat(ms).to(device)
-        loss = segmentation_loss(model(x), m)
+        x = to_float(torch.cat(xs).to(device)).contiguous(memory_format=torch.channels_last)
+        m = torch.cat(ms).to(device)
+        with autocast(device, use_bf16):
+            logits = model(x)
+        loss = segmentation_loss(logits, m)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
