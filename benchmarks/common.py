@@ -97,6 +97,57 @@ def train_or_resume(config: TrainConfig, folder: str | os.PathLike, **train_kwar
     return train(config, out=folder, resume=previous, progress=False, **train_kwargs)
 
 
+def measure_rate(config: TrainConfig, train_set, runs: Path, images: int) -> dict:
+    """images/s of `config` here, from the second of two short epochs of `images` (the first warms up), with
+    the load average around it, the threads and the processor: a rate a budget can be fixed from."""
+    import platform
+    import time
+
+    import torch
+
+    from ganlib.train import train
+
+    config = dataclasses.replace(config, num_epochs=2, epoch_images=images, val_split="")
+    load = os.getloadavg()[0]
+    run = train(config, out=runs, train_set=train_set, val_set=None, progress=False)
+    return {
+        "images_per_s": read_stats(run)[-1]["images_per_s"],
+        "load1_before": round(load, 2),
+        "load1_after": round(os.getloadavg()[0], 2),
+        "threads": torch.get_num_threads(),
+        "cpu": cpu_name() or platform.processor(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def cpu_name() -> str:
+    """The processor's model name and core count (Linux), or ''."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    return f"{names[0]}, {os.cpu_count()} cores" if names else ""
+
+
+def write_configs(configs: list[TrainConfig], folder: str | os.PathLike) -> None:
+    """Each config as FOLDER/NAME.json, for `gpu_run equal --config`; a line for each with its images."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for config in configs:
+        (folder / f"{config.name}.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
+        extra = f", {config.grow_kimg} thousand at the lower resolutions" if config.grow_from else ""
+        print(f"{folder / config.name}.json: {config.num_epochs * config.epoch_images:,} images{extra}")
+
+
+def train_named(configs: list[TrainConfig], name: str, runs: Path, data) -> Path:
+    """Train (or resume) the config called `name` under runs/NAME; a clear error for an unknown name."""
+    named = {c.name: c for c in configs}
+    if name not in named:
+        raise SystemExit(f"unknown run {name!r}; choose one of {', '.join(named)}")
+    return train_or_resume(named[name], runs / name, data=data, val_set=None)
+
+
 # ---------------------------------------------------------------- the data pack a lent GPU trains from
 
 

@@ -17,12 +17,20 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
-import time
 from pathlib import Path
 
-from benchmarks.common import EPOCHS, RESULTS, RUNS, find_run, read_json, read_stats, write_json
+from benchmarks.common import (
+    EPOCHS,
+    RESULTS,
+    RUNS,
+    find_run,
+    measure_rate,
+    read_json,
+    read_stats,
+    train_named,
+    write_configs,
+    write_json,
+)
 from ganlib.config import TrainConfig, get_preset
 
 OUT = RESULTS / "grow-cpu128"
@@ -47,35 +55,16 @@ STAGES = {
 
 
 def measure_rates(args) -> None:
-    """images/s of each kind of step of the base recipe, from the second of two short epochs (the first warms up)."""
-    import torch
-
+    """images/s of each kind of step of the base recipe (benchmarks.common.measure_rate)."""
     from ganlib.data import load_split
-    from ganlib.train import train
 
     rates = read_json(args.out / "rates.json")
     train_set = load_split("train", RESOLUTION, args.data)
     for name, fields in STAGES.items():
-        config = dataclasses.replace(BASE, name=f"rate-{name}", num_epochs=2, epoch_images=args.images, **fields)
-        load = os.getloadavg()[0]
-        run = train(config, out=args.runs / "rates", train_set=train_set, val_set=None, progress=False)
-        rates[name] = {
-            "images_per_s": read_stats(run)[-1]["images_per_s"],
-            "load1_before": round(load, 2),
-            "load1_after": round(os.getloadavg()[0], 2),
-            "threads": torch.get_num_threads(),
-            "cpu": platform.processor() or _cpu_name(),
-            "date": time.strftime("%Y-%m-%d"),
-        }
+        config = dataclasses.replace(BASE, name=f"rate-{name}", **fields)
+        rates[name] = measure_rate(config, train_set, args.runs / "rates", args.images)
         print(name, rates[name], flush=True)
         write_json(args.out / "rates.json", rates)
-
-
-def _cpu_name() -> str:
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    return "unknown"
 
 
 def arm_config(schedule: str, seed: int, rates: dict) -> TrainConfig:
@@ -109,22 +98,11 @@ def arms(args) -> list[TrainConfig]:
 
 
 def cmd_configs(args) -> None:
-    folder = Path(args.to)
-    folder.mkdir(parents=True, exist_ok=True)
-    for config in arms(args):
-        (folder / f"{config.name}.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-        print(f"{folder / config.name}.json: {config.num_epochs * config.epoch_images:,} images"
-              + (f", {config.grow_kimg} thousand at 32 and 64 px" if config.grow_from else ""))
+    write_configs(arms(args), args.to)
 
 
 def cmd_train(args) -> None:
-    from benchmarks.common import train_or_resume
-
-    configs = {c.name: c for c in arms(args)}
-    if args.arm not in configs:
-        raise SystemExit(f"unknown arm {args.arm!r}; choose one of {', '.join(configs)}")
-    config = configs[args.arm]
-    train_or_resume(config, args.runs / config.name, data=args.data, val_set=None)
+    train_named(arms(args), args.arm, args.runs, args.data)
 
 
 def cmd_score(args) -> None:

