@@ -276,7 +276,43 @@ def cmd_scenario(args) -> None:
             write_json(path, results)
             print(f"{run_key(record)}: test Dice {record['mean_tissue_dice']:.3f} after {record['steps']} steps, "
                   f"{record['seconds']} s", flush=True)
-    write_json(args.out / "summary.json", summarise(results, read_json(args.out / "summary.json")))
+    cmd_report(args)
+
+
+def cmd_report(args) -> None:
+    """summary.json and table.md from what scenario.json holds so far (also after a cut-off run)."""
+    results = read_json(args.out / "scenario.json")
+    if not results.get("runs"):
+        raise SystemExit(f"{args.out / 'scenario.json'}: no U-Net trained yet; run `scenario` first")
+    summary = summarise(results, read_json(args.out / "summary.json"))
+    write_json(args.out / "summary.json", summary)
+    (args.out / "table.md").write_text(scenario_table(summary, results))
+    print((args.out / "table.md").read_text())
+
+
+def scenario_table(summary: dict, results: dict) -> str:
+    """The scenario's settings as a Markdown table: mean tissue Dice on the test subjects, by k."""
+    meta = results["meta"]
+    lines = [
+        f"Generator `{meta['checkpoint']}`; U-Nets trained until their validate Dice stalled (checked every "
+        f"{meta['eval_every']} steps, patience {meta['patience']}, at most {meta['max_steps']} steps); mean tissue "
+        "Dice (CSF, grey and white matter) on the 16 test subjects, mean ± std over draws of subjects.",
+        "",
+        "| setting | k | mean tissue Dice | runs | mean steps |",
+        "|---|---|---|---|---|",
+    ]
+    order = {"all-real": (1e9, ""), "synthetic-only": (1e9 + 1, "")}
+    for name in sorted((n for n, v in summary.items() if isinstance(v, dict)),
+                       key=lambda n: order.get(n, (summary[n]["k"], n))):
+        v = summary[name]
+        steps = [r["steps"] for r in results["runs"].values() if r["setting"] == name]
+        k = "all (160)" if v["k"] is None else v["k"]
+        lines.append(f"| {name} | {k} | {v['mean_dice']:.3f} ± {v['std']:.3f} | {v['runs']} | "
+                     f"{sum(steps) / len(steps):.0f} |")
+    for key in ("synthetic_only_ratio", "variety_ratio", "membership_auc"):
+        if key in summary:
+            lines.append(f"\n{key}: {summary[key]}")
+    return "\n".join(lines) + "\n"
 
 
 def summarise(results: dict, previous: dict) -> dict:
@@ -427,7 +463,7 @@ def cmd_check(args) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("rates", "configs", "train", "scenario", "membership", "check"))
+    p.add_argument("command", choices=("rates", "configs", "train", "scenario", "report", "membership", "check"))
     p.add_argument("name", nargs="?", help="train: the generator, e.g. pairs64-s0")
     p.add_argument("--data", help="data root (default: the library's choice)")
     p.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=list(GENERATORS))
@@ -454,7 +490,7 @@ def main(argv=None) -> None:
                    "pairs is `membership`'s; adding memorization puts the training split through Inception)")
     args = p.parse_args(argv)
     commands = {"rates": measure_rates, "configs": cmd_configs, "train": cmd_train, "scenario": cmd_scenario,
-                "membership": cmd_membership, "check": cmd_check}
+                "report": cmd_report, "membership": cmd_membership, "check": cmd_check}
     commands[args.command](args)
 
 

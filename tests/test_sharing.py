@@ -48,6 +48,8 @@ def test_the_scenario_trains_every_setting_and_resumes(tiny_data, tmp_path, caps
             assert summary[name]["k"] == k and summary[name]["runs"] == 2 and 0 <= summary[name]["mean_dice"] <= 1
     assert summary["synthetic_only_ratio"] == round(
         summary["synthetic-only"]["mean_dice"] / summary["all-real"]["mean_dice"], 4)
+    table = (tmp_path / "out" / "table.md").read_text()
+    assert "| real-k2+filtered | 2 |" in table and "| all-real | all (160) |" in table
     # Another generator: the U-Nets trained without synthetic data are kept, the others trained again.
     other = train(dataclasses.replace(config, seed=1), data=tiny_data, out=tmp_path / "gan2", progress=False)
     sharing.main([*common[:4], str(other), *common[5:], "--k", "1", "--draws", "0"])
