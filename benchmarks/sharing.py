@@ -306,7 +306,7 @@ def scenario_table(summary: dict, results: dict) -> str:
                        key=lambda n: order.get(n, (summary[n]["k"], n))):
         v = summary[name]
         steps = [r["steps"] for r in results["runs"].values() if r["setting"] == name]
-        k = "all (160)" if v["k"] is None else v["k"]
+        k = "all" if v["k"] is None else v["k"]
         lines.append(f"| {name} | {k} | {v['mean_dice']:.3f} ± {v['std']:.3f} | {v['runs']} | "
                      f"{sum(steps) / len(steps):.0f} |")
     for key in ("synthetic_only_ratio", "variety_ratio", "membership_auc"):
