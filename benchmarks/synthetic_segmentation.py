@@ -38,14 +38,21 @@ from ganlib.conditional import default_positions
 from ganlib.data import MASK_LEVELS, load_split, subject_subset, to_float, to_uint8
 from ganlib.evaluation.audit import run_audit
 from ganlib.models import sample
-from ganlib.pairs.segment import CLASS_NAMES, UNet, class_proportions, dice_per_class, predict, train_segmenter
+from ganlib.pairs.segment import (
+    CLASS_NAMES,
+    TISSUES,
+    UNet,
+    class_proportions,
+    dice_per_class,
+    predict,
+    train_segmenter,
+)
 
 OUT = Path(__file__).resolve().parent / "results" / "synthetic-segmentation-cpu64"
 RUNS = Path.home() / "ganlib-runs" / "segmentation"
 RESOLUTION = 64
 SETTINGS = ("real", "synthetic", "real+synthetic", "scarce", "scarce+synthetic")
 SCARCE_SHARE = 0.1
-TISSUES = (1, 2, 3)  # the mean Dice is over CSF, grey and white matter (background is easy)
 
 
 def synthetic_pairs(checkpoint: str, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

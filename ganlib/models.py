@@ -184,8 +184,8 @@ def _lower_resolutions(grow_from: int, resolution: int, mask_classes: int) -> li
 def set_stage(net: nn.Module, resolution: int, alpha: float = 1.0) -> None:
     """Make a growing G or D run at `resolution`, with the new resolution's path blended in at `alpha`."""
     net = getattr(net, "module", net)
-    if resolution != net.resolution and str(resolution) not in (getattr(net, "to_image", None) or
-                                                                 getattr(net, "from_image", None) or {}):
+    lower = net.to_image if isinstance(net, Generator) else net.from_image
+    if resolution != net.resolution and str(resolution) not in lower:
         raise ValueError(f"this network cannot run at {resolution}px (built for {net.resolution}px)")
     net.stage, net.alpha = resolution, float(alpha)
 
