@@ -148,6 +148,35 @@ def train_named(configs: list[TrainConfig], name: str, runs: Path, data) -> Path
     return train_or_resume(named[name], runs / name, data=data, val_set=None)
 
 
+def trained_generator(config: TrainConfig, runs: Path, generators: str | None = None) -> Path | None:
+    """An arm's generator to score: GENERATORS/NAME.pt (trained elsewhere, a lent GPU) if there, else the
+    latest checkpoint of its run under runs/NAME once every epoch is done; None if neither."""
+    source = Path(generators) / f"{config.name}.pt" if generators else None
+    if source is not None and source.exists():
+        return source
+    run = find_run(runs / config.name)
+    if run is None or len(read_stats(run)) < config.num_epochs:
+        return None
+    return run / "checkpoints" / "latest.pt"
+
+
+def score_arm(config: TrainConfig, source: Path, floor: dict, args, out_dir: Path) -> dict:
+    """`ganlib evaluate` of one arm's generator (args.n samples against every held-out slice), in the
+    numbers the arm tables show, with the real-vs-real floor beside them."""
+    from ganlib.evaluation.evaluate import evaluate
+
+    m = evaluate(source, n=args.n, split="heldout", data=args.data, inception_weights=args.inception_weights,
+                 out_dir=out_dir)["metrics"]
+    return {
+        "images": config.num_epochs * config.epoch_images,
+        "fid": m["fid"], "kid": m["kid_mean"], "swd": m["swd"],
+        "floor_fid": floor["fid"], "fid_over_floor": m["fid"] / floor["fid"],
+        "exact_copies": m["mem_exact_copies"], "share_near_train_pixel": m["mem_share_pixel"],
+        "floor_share_near_train_pixel": floor["mem_share_pixel"],
+        "trained_on": args.trained_on,
+    }
+
+
 # ---------------------------------------------------------------- the data pack a lent GPU trains from
 
 

@@ -23,11 +23,11 @@ from benchmarks.common import (
     EPOCHS,
     RESULTS,
     RUNS,
-    find_run,
     measure_rate,
     read_json,
-    read_stats,
+    score_arm,
     train_named,
+    trained_generator,
     write_configs,
     write_json,
 )
@@ -107,34 +107,18 @@ def cmd_train(args) -> None:
 
 def cmd_score(args) -> None:
     """Every arm's generator against all held-out slices (N samples), the floor beside it; table.md."""
-    from ganlib.evaluation.evaluate import evaluate
-
     floor = read_json(RESULTS / "cpu128" / "floor" / "report.json")["metrics"]
     results = read_json(args.out / "results.json")
     rates = read_json(args.out / "rates.json")
     for config in arms(args):
-        source = Path(args.generators) / f"{config.name}.pt" if args.generators else None
-        if source is None or not source.exists():
-            run = find_run(args.runs / config.name)
-            if run is None or len(read_stats(run)) < config.num_epochs:
-                print(f"{config.name}: not trained yet, skipped")
-                continue
-            source = run / "checkpoints" / "latest.pt"
+        source = trained_generator(config, args.runs, args.generators)
+        if source is None:
+            print(f"{config.name}: not trained yet, skipped")
+            continue
         if config.name in results and not args.again:
             continue
-        report = evaluate(source, n=args.n, split="heldout", data=args.data, inception_weights=args.inception_weights,
-                          out_dir=args.out / config.name)
-        m = report["metrics"]
-        results[config.name] = {
-            "images": config.num_epochs * config.epoch_images,
-            "grow_kimg": list(config.grow_kimg),
-            "minutes_here": MINUTES,
-            "fid": m["fid"], "kid": m["kid_mean"], "swd": m["swd"],
-            "floor_fid": floor["fid"], "fid_over_floor": m["fid"] / floor["fid"],
-            "exact_copies": m["mem_exact_copies"], "share_near_train_pixel": m["mem_share_pixel"],
-            "floor_share_near_train_pixel": floor["mem_share_pixel"],
-            "trained_on": args.trained_on,
-        }
+        scores = score_arm(config, source, floor, args, args.out / config.name)
+        results[config.name] = {**scores, "grow_kimg": list(config.grow_kimg), "minutes_here": MINUTES}
         write_json(args.out / "results.json", results)
         print(config.name, json.dumps(results[config.name]), flush=True)
     write_table(args.out, results, rates, floor)

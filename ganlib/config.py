@@ -41,6 +41,12 @@ class TrainConfig:
     grow_from: int = 0
     grow_kimg: tuple[float, ...] = ()
     grow_fade_kimg: float = 0.0
+    # A projected D (ganlib.projected): heads on the features of a frozen U-Net trained on brain slices ("" =
+    # off; "unet64" = the shipped one, or a file's path), which sees the slices at `d_features_res` px;
+    # `d_pixel` keeps the pixel D beside it, the two scores summed.
+    d_features: str = ""
+    d_features_res: int = 64
+    d_pixel: bool = True
     # The objective and what keeps D in check; the seed's values switch each one off.
     loss: str = "bce"  # "bce": the seed's non-saturating BCE; "rpgan": relativistic pairing (ganlib.losses)
     d_norm: str = "batch"  # "batch": BatchNorm in D as DCGAN; "spectral": spectral norm; "none": neither

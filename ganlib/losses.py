@@ -71,12 +71,15 @@ def g_step(D, opt_G, fake, g_loss=bce_g_loss, real=None) -> torch.Tensor:
     D's weights are frozen meanwhile: their gradients would be wasted work and would leak into D's next step.
     RpGAN's loss compares each generated slice with a real one, so it is given `real` too.
     """
-    D.requires_grad_(False)
+    trainable = [p for p in D.parameters() if p.requires_grad]  # not a frozen feature network (ganlib.projected)
+    for p in trainable:
+        p.requires_grad_(False)
     fake_logits = D(fake)
     real_logits = D(real).detach() if real is not None else None
     loss = g_loss(fake_logits, real_logits)
     loss.backward()
-    D.requires_grad_(True)
+    for p in trainable:
+        p.requires_grad_(True)
     opt_G.step()
     opt_G.zero_grad(set_to_none=True)
     return loss.detach()

@@ -229,6 +229,11 @@ def build_models(config) -> tuple[nn.Module, nn.Module]:
     D = Discriminator(config.resolution, config.d_width, norm=config.d_norm, grow_from=config.grow_from, **extra)
     init_weights(G)
     init_weights(D)
+    if config.d_features:  # heads on a frozen feature network, the pixel D beside them if kept
+        from .projected import build_projected
+
+        D = build_projected(config, D if config.d_pixel else None)
+        init_weights(D.heads)
     return G, D
 
 

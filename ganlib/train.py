@@ -223,7 +223,7 @@ def build_parts(config: TrainConfig, dev: torch.device, world: int) -> dict:
         G, D = G.to(memory_format=torch.channels_last), D.to(memory_format=torch.channels_last)
     fused = {"fused": True} if dev.type == "cuda" else {"foreach": True}
     opt_G = torch.optim.Adam(G.parameters(), lr=config.lr, betas=config.betas, **fused)
-    opt_D = torch.optim.Adam(D.parameters(), lr=config.lr, betas=config.betas, **fused)
+    opt_D = torch.optim.Adam([p for p in D.parameters() if p.requires_grad], lr=config.lr, betas=config.betas, **fused)
     return {
         "G": G,
         "G_ema": copy.deepcopy(G).eval().requires_grad_(False) if config.ema_kimg > 0 else None,

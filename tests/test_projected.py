@@ -1,0 +1,100 @@
+"""The projected D (`d_features`): heads on a frozen U-Net. The U-Net never changes while D trains, G's gradient
+reaches it through the frozen network, a run resumes exactly, and a missing or foreign feature file is refused
+in one line."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from ganlib.config import get_preset
+from ganlib.models import build_models
+from ganlib.pairs.segment import UNet
+from ganlib.projected import HEAD_LEVELS, ProjectedDiscriminator, load_features, save_features
+from ganlib.train import train
+
+
+@pytest.fixture
+def features_file(tmp_path):
+    """A small U-Net (random weights: what matters here is that it stays as it is) as a feature network file."""
+    torch.manual_seed(5)
+    unet = UNet(width=4)
+    for m in unet.modules():  # BatchNorm statistics that are not the defaults, so eval mode shows
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5), m.running_var.uniform_(0.5, 2.0)
+    path = tmp_path / "unet.pt"
+    save_features(unet, path, {"note": "test"})
+    return path
+
+
+def projected(features_file, **overrides):
+    base = dict(d_norm="none", loss="rpgan", r1_gamma=1.0, r2_gamma=1.0, r1_every=2, betas=(0.0, 0.99),
+                d_features=str(features_file), d_features_res=32)
+    return dataclasses.replace(get_preset("smoke"), **{**base, **overrides})
+
+
+@pytest.mark.parametrize("pixel", [True, False])
+def test_the_feature_network_stays_frozen_and_the_heads_learn(features_file, tiny_data, tmp_path, pixel):
+    config = projected(features_file, d_pixel=pixel)
+    run = train(config, data=tiny_data, out=tmp_path / "runs", progress=False)
+    D = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["D"]
+    frozen = load_features(str(features_file)).state_dict()
+    assert all(torch.equal(D[f"features.{k}"], v) for k, v in frozen.items())  # weights and BatchNorm statistics
+    torch.manual_seed(config.seed)
+    _, D0 = build_models(config)
+    start = D0.state_dict()
+    heads = [k for k in D if k.startswith("heads.")]
+    assert heads and all(not torch.equal(D[k], start[k]) for k in heads if k.endswith("weight"))
+    assert any(k.startswith("pixel.") for k in D) == pixel
+    assert all(torch.equal(D[f"mix{level}"], start[f"mix{level}"]) for level in HEAD_LEVELS)  # fixed mixing
+
+
+def test_gs_gradient_reaches_it_through_the_frozen_network(features_file):
+    """With the heads alone (no pixel D), G's loss has a gradient for every G weight, and none for the U-Net."""
+    G, D = build_models(projected(features_file, d_pixel=False))
+    assert isinstance(D, ProjectedDiscriminator) and D.pixel is None
+    D.train()
+    assert not D.features.training  # BatchNorm keeps its stored statistics while D trains
+    loss = -D.logits(G(torch.randn(4, 100))).mean()
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in G.parameters())
+    assert all(p.grad is None for p in D.features.parameters())
+    assert all(p.grad is not None for p in D.heads.parameters())
+
+
+def test_resume_is_exact(features_file, tiny_data, tmp_path):
+    config = projected(features_file, num_epochs=2)
+    full = train(config, data=tiny_data, out=tmp_path / "a", progress=False)
+    part = train(dataclasses.replace(config, num_epochs=1), data=tiny_data, out=tmp_path / "b", progress=False)
+    train(config, data=tiny_data, resume=part, progress=False)
+    a, b = (torch.load(r / "checkpoints" / "latest.pt", weights_only=True) for r in (full, part))
+    for net in ("G", "D"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
+    assert json.loads(a["stats"])[-1]["loss_D"] == json.loads(b["stats"])[-1]["loss_D"]
+
+
+def test_missing_foreign_and_unsupported_are_refused(features_file, tmp_path):
+    with pytest.raises(FileNotFoundError, match="d_features=.*nope.pt: no feature network at .*benchmarks.projected"):
+        build_models(projected(tmp_path / "nope.pt"))
+    torch.save({"G": {}}, tmp_path / "foreign.pt")
+    with pytest.raises(ValueError, match="foreign.pt is not a feature network written by ganlib"):
+        build_models(projected(tmp_path / "foreign.pt"))
+    with pytest.raises(ValueError, match="cannot be combined with d_norm='batch'"):
+        build_models(projected(features_file, d_norm="batch"))
+    with pytest.raises(ValueError, match="cannot be combined with positions"):
+        build_models(projected(features_file, positions=32))
+    with pytest.raises(ValueError, match="d_features_res=20"):
+        build_models(projected(features_file, d_features_res=20))
+
+
+def test_the_cli_refuses_a_missing_feature_network_in_one_line(tiny_data, capsys):
+    from ganlib.cli import main
+
+    code = main(["train", "--preset", "smoke", "--data", str(tiny_data), "--set", "d_norm=none",
+                 "--set", "d_features=no_such_net"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "d_features=no_such_net: no feature network at" in err
