@@ -70,7 +70,7 @@ def cmd_features(args) -> None:
         "trained_on": f"{len(train_set)} slices of {train_set.case_ids.unique().numel()} training subjects, 64 px",
         "cpu": cpu_name(), "threads": torch.get_num_threads(),
     }
-    path = features_path(FEATURES)
+    path = Path(args.features_out) if args.features_out else features_path(FEATURES)
     save_features(model.float(), path, report)
     path.with_suffix(".md").write_text(
         f"# {path.name}: the feature network under the projected D (ganlib.projected)\n\n"
@@ -160,6 +160,7 @@ def main(argv=None) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--images", type=int, default=1920, help="rates: images per measuring epoch")
     p.add_argument("--max-steps", type=int, default=2000, help="features: the U-Net's most steps")
+    p.add_argument("--features-out", help="features: where to write the U-Net (default: the shipped unet64.pt)")
     p.add_argument("--to", default=".gpu/projected", help="configs: the folder for the arms' JSON files")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--runs", type=Path, default=RUNS)

@@ -98,3 +98,28 @@ def test_the_cli_refuses_a_missing_feature_network_in_one_line(tiny_data, capsys
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "d_features=no_such_net: no feature network at" in err
+
+
+def test_the_benchmark_trains_a_feature_network_and_budgets_its_arms(tiny_data, tmp_path, capsys):
+    """benchmarks.projected: `features` writes a U-Net file a run can use; each arm trains its minutes x 60 x its
+    measured rate images."""
+    from benchmarks import projected as bench
+
+    out = tmp_path / "unet64.pt"
+    bench.main(["features", "--data", str(tiny_data), "--max-steps", "2", "--features-out", str(out)])
+    report = torch.load(out, weights_only=True)["report"]
+    assert report["steps"] == 2 and 0 <= report["test_dice"] <= 1 and "4 training subjects" in report["trained_on"]
+    assert "test subjects" in out.with_suffix(".md").read_text()
+    assert isinstance(load_features(str(out)), UNet)
+
+    rates = {name: {"images_per_s": 10.0 * (i + 1), "cpu": "test"} for i, name in enumerate(bench.ARMS)}
+    (tmp_path / "rates.json").write_text(json.dumps(rates))
+    bench.main(["configs", "--out", str(tmp_path), "--to", str(tmp_path / "configs"), "--seeds", "0"])
+    configs = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "configs").iterdir()}
+    assert sorted(configs) == sorted(f"{name}-s0" for name in bench.ARMS)
+    for name, (base, minutes) in bench.ARMS.items():
+        c = configs[f"{name}-s0"]
+        assert abs(c["num_epochs"] * c["epoch_images"] - minutes * 60 * rates[name]["images_per_s"]) < 10 * 64
+        assert (c["d_features"], c["d_pixel"], c["resolution"]) == (base.d_features, base.d_pixel, base.resolution)
+    with pytest.raises(SystemExit, match="unknown run 'nope'"):
+        bench.main(["train", "nope", "--out", str(tmp_path)])
