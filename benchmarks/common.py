@@ -177,6 +177,39 @@ def score_arm(config: TrainConfig, source: Path, floor: dict, args, out_dir: Pat
     }
 
 
+# ---------------------------------------------------------------- synthetic pairs and the U-Net's score
+
+
+def synthetic_pairs(checkpoint, n: int, seed: int = 0, device: str = "cpu", resolution: int | None = None):
+    """n pairs from a paired generator as (slices uint8, masks class ids uint8, positions), positions in turn;
+    a clear error for a generator that makes no pairs, or pairs of another size than `resolution`."""
+    import torch
+
+    from ganlib.checkpoint import load_generator
+    from ganlib.conditional import default_positions
+    from ganlib.data import to_uint8
+    from ganlib.models import sample
+
+    G, config = load_generator(checkpoint)
+    if not (config.with_masks and config.positions):
+        raise SystemExit(f"{checkpoint}: not a paired, position-conditioned generator (train it with --preset pairs)")
+    if resolution is not None and config.resolution != resolution:
+        raise SystemExit(f"{checkpoint}: makes {config.resolution}px slices; this comparison is at {resolution}px")
+    z = torch.randn(n, config.z_dim, generator=torch.Generator().manual_seed(seed))
+    y = default_positions(n, config.positions)
+    images, masks = sample(G.to(device), z, y=y, masks=True)  # on the CPU again
+    return to_uint8(images), masks.to(torch.uint8), y
+
+
+def dice_on(model, test: SliceSet) -> tuple[list[float], float]:
+    """A U-Net's Dice per class on a split's real slices and masks, and its mean over the tissues."""
+    from ganlib.data import to_float
+    from ganlib.pairs.segment import TISSUES, dice_per_class, predict
+
+    dice = dice_per_class(predict(model, to_float(test.images)), test.masks[:, 0])
+    return dice.tolist(), float(dice[list(TISSUES)].mean())
+
+
 # ---------------------------------------------------------------- the data pack a lent GPU trains from
 
 

@@ -39,8 +39,10 @@ from benchmarks.common import (
     RESULTS,
     RUNS,
     budget_config,
+    dice_on,
     measure_rate,
     read_json,
+    synthetic_pairs,
     train_named,
     write_configs,
     write_json,
@@ -135,7 +137,7 @@ def _inputs(args) -> dict:
         if not (G_config.with_masks and G_config.positions):
             raise SystemExit(f"{args.checkpoint}: not a paired generator (train it with --preset pairs)")
         splits = _splits(args, G_config.resolution)
-        images, masks, _ = synthetic_pairs(args.checkpoint, args.n_synthetic, args.device)
+        images, masks, _ = synthetic_pairs(args.checkpoint, args.n_synthetic, device=args.device)
         _CACHE.update(splits, synthetic=(images, masks))
     return _CACHE
 
@@ -155,24 +157,9 @@ def _splits(args, resolution: int) -> dict:
     return {name: sets[name] for name in ("train", "validate", "test")}
 
 
-def synthetic_pairs(checkpoint, n: int, device: str = "cpu", seed: int = 0):
-    """n pairs (slices uint8, masks class ids uint8, positions) from a paired generator, positions in turn."""
-    from ganlib.conditional import default_positions
-    from ganlib.data import to_uint8
-    from ganlib.models import sample
-
-    G, config = load_generator(checkpoint)
-    G = G.to(device)
-    z = torch.randn(n, config.z_dim, generator=torch.Generator().manual_seed(seed))
-    y = default_positions(n, config.positions)
-    images, masks = sample(G, z, y=y, masks=True)
-    return to_uint8(images), masks.to(torch.uint8), y
-
-
 def train_one(run: dict, args) -> dict:
     """Train and score one U-Net of the scenario; its weights are kept where the second wave needs them."""
-    from ganlib.data import to_float
-    from ganlib.pairs.segment import TISSUES, dice_per_class, predict, train_until_stalled
+    from ganlib.pairs.segment import train_until_stalled
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
@@ -210,12 +197,12 @@ def train_one(run: dict, args) -> dict:
     )
     if setting in ("synthetic-only", f"real-k{k}"):
         torch.save(model.state_dict(), models / f"{setting}-draw{draw}.pt")
-    dice = dice_per_class(predict(model, to_float(test.images)), test.masks[:, 0])
+    dice, mean = dice_on(model, test)
     return {
         **run, **info, **extra,
         "train_slices": sum(len(x) for x, _ in sources),
-        "test_dice": [round(float(v), 4) for v in dice],
-        "mean_tissue_dice": round(float(dice[list(TISSUES)].mean()), 4),
+        "test_dice": [round(v, 4) for v in dice],
+        "mean_tissue_dice": round(mean, 4),
         "seconds": round(time.perf_counter() - t0, 1),
     }
 
@@ -362,7 +349,7 @@ def cmd_membership(args) -> None:
     G_config = load_generator(args.checkpoint)[1]
     splits = _splits(args, G_config.resolution)
     members, others = splits["train"], [splits["validate"], splits["test"]]
-    images, masks, y = synthetic_pairs(args.checkpoint, args.n_synthetic, args.device, seed=1)
+    images, masks, y = synthetic_pairs(args.checkpoint, args.n_synthetic, seed=1, device=args.device)
     result = {"checkpoint": str(args.checkpoint), "n_synthetic": args.n_synthetic, "members": len(members),
               "non_members": sum(len(s) for s in others)}
 
@@ -428,7 +415,7 @@ def cmd_check(args) -> None:
     splits = _splits(args, G_config.resolution)
     real = splits["train"]
     per = args.per_position
-    images, masks, y = synthetic_pairs(args.checkpoint, G_config.positions * per, args.device, seed=2)
+    images, masks, y = synthetic_pairs(args.checkpoint, G_config.positions * per, seed=2, device=args.device)
     pick = one_per_subject(real, per)
     r_images, r_y = real.images[pick], real.slice_idx[pick]
     extractor = load_inception(args.inception_weights)

@@ -32,12 +32,9 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import read_json, write_json
-from ganlib.checkpoint import load_generator
-from ganlib.conditional import default_positions
-from ganlib.data import MASK_LEVELS, load_split, subject_subset, to_float, to_uint8
+from benchmarks.common import dice_on, read_json, synthetic_pairs, write_json
+from ganlib.data import MASK_LEVELS, load_split, subject_subset, to_float
 from ganlib.evaluation.audit import run_audit
-from ganlib.models import sample
 from ganlib.pairs.segment import (
     CLASS_NAMES,
     TISSUES,
@@ -55,22 +52,9 @@ SETTINGS = ("real", "synthetic", "real+synthetic", "scarce", "scarce+synthetic")
 SCARCE_SHARE = 0.1
 
 
-def synthetic_pairs(checkpoint: str, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """n pairs from a paired generator as (slices uint8, masks class ids uint8, positions), positions in turn."""
-    G, config = load_generator(checkpoint)
-    if not (config.with_masks and config.positions):
-        raise SystemExit(f"{checkpoint}: not a paired, position-conditioned generator (train it with --preset pairs)")
-    if config.resolution != RESOLUTION:
-        raise SystemExit(f"{checkpoint}: makes {config.resolution}px slices; this comparison is at {RESOLUTION}px")
-    z = torch.randn(n, config.z_dim, generator=torch.Generator().manual_seed(seed))
-    y = default_positions(n, config.positions)
-    images, masks = sample(G, z, y=y, masks=True)
-    return to_uint8(images), masks.to(torch.uint8), y
-
-
 def score(model, test) -> dict:
-    dice = dice_per_class(predict(model, to_float(test.images)), test.masks[:, 0])
-    return {"dice": dice.tolist(), "mean_tissue_dice": float(dice[list(TISSUES)].mean())}
+    dice, mean = dice_on(model, test)
+    return {"dice": dice, "mean_tissue_dice": mean}
 
 
 def run(args) -> None:
@@ -82,7 +66,7 @@ def run(args) -> None:
     heldout = [load_split(s, RESOLUTION, args.data, with_masks=True) for s in ("validate", "test")]
     n = len(train)
     keep = torch.isin(train.case_ids, subject_subset(train.case_ids, SCARCE_SHARE))
-    synth = synthetic_pairs(args.checkpoint, n)
+    synth = synthetic_pairs(args.checkpoint, n, resolution=RESOLUTION)
     sets = {
         "real": (train.images, train.masks),
         "synthetic": synth[:2],
@@ -90,7 +74,7 @@ def run(args) -> None:
         "scarce": (train.images[keep], train.masks[keep]),
     }
     if args.scarce_checkpoint:
-        scarce_synth = synthetic_pairs(args.scarce_checkpoint, n)
+        scarce_synth = synthetic_pairs(args.scarce_checkpoint, n, resolution=RESOLUTION)
         sets["scarce+synthetic"] = (
             torch.cat([train.images[keep], scarce_synth[0]]),
             torch.cat([train.masks[keep], scarce_synth[1]]),
