@@ -157,6 +157,14 @@ def _splits(args, resolution: int) -> dict:
     return {name: sets[name] for name in ("train", "validate", "test")}
 
 
+def generator_name(checkpoint) -> str:
+    """A paired generator's name for the files of its checks: the shipped file's stem or the run folder's name."""
+    from ganlib.checkpoint import resolve_checkpoint
+
+    path = resolve_checkpoint(checkpoint)
+    return path.parents[1].name if path.parent.name == "checkpoints" else path.stem
+
+
 def train_one(run: dict, args) -> dict:
     """Train and score one U-Net of the scenario; its weights are kept where the second wave needs them."""
     from ganlib.pairs.segment import train_until_stalled
@@ -380,6 +388,7 @@ def cmd_membership(args) -> None:
     aucs = [v for k, v in result.items() if "_auc_" in k]
     result["membership_auc"] = round(max(max(v, 1 - v) for v in aucs), 4)
     write_json(args.out / "membership.json", result)
+    write_json(args.out / "by-generator" / f"{generator_name(args.checkpoint)}-membership.json", result)
     summary = read_json(args.out / "summary.json")
     summary["membership_auc"] = result["membership_auc"]
     write_json(args.out / "summary.json", summary)
@@ -442,6 +451,7 @@ def cmd_check(args) -> None:
         "exact_copies": report["metrics"].get("mem_exact_copies"),
     }
     write_json(args.out / "generator-check.json", result)
+    write_json(args.out / "by-generator" / f"{generator_name(args.checkpoint)}-check.json", result)
     summary = read_json(args.out / "summary.json")
     summary["variety_ratio"] = min(result["variety_ratio_pixel"], result["variety_ratio_inception"])
     write_json(args.out / "summary.json", summary)

@@ -72,6 +72,8 @@ def test_membership_attacks_give_aucs_and_auc_means_what_it_says(tiny_data, tmp_
     assert all(0 <= result[k] <= 1 for k in keys) and result["members"] == 16 and result["non_members"] == 8
     assert result["membership_auc"] == round(max(max(result[k], 1 - result[k]) for k in keys), 4)
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["membership_auc"] == result["membership_auc"]
+    kept = tmp_path / "out" / "by-generator" / f"{generator.name}-membership.json"  # each generator's, kept apart
+    assert json.loads(kept.read_text()) == result
 
 
 def test_the_generator_check_measures_variety_mask_shares_and_fid(tiny_data, tmp_path, tiny_weights):  # noqa: F811
@@ -85,3 +87,4 @@ def test_the_generator_check_measures_variety_mask_shares_and_fid(tiny_data, tmp
     assert result["variety_ratio_pixel"] > 0 and result["fid"] > 0 and 0 <= result["mask_share_max_abs_diff"] <= 1
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["variety_ratio"] == min(result["variety_ratio_pixel"], result["variety_ratio_inception"])
+    assert json.loads((tmp_path / "out" / "by-generator" / f"{generator.name}-check.json").read_text()) == result
