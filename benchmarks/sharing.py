@@ -458,10 +458,73 @@ def cmd_check(args) -> None:
     print(json.dumps({k: v for k, v in result.items() if k != "variety_ratio_by_position"}, indent=1))
 
 
+MAX_SHIPPED_MB = 20
+
+
+def cmd_ship(args) -> None:
+    """A finished paired generator as `pretrained-pairs` (EMA, fp16), with its report from its checks."""
+    import shutil
+
+    from benchmarks.common import find_run, read_stats, shown
+    from benchmarks.cpu128 import describe
+    from ganlib.checkpoint import PAIRS, PRETRAINED_DIR, export_generator
+
+    generator, _, seed = (args.name or "").rpartition("-s")
+    if generator not in GENERATORS or not seed.isdigit():
+        raise SystemExit(f"ship: name a generator run, {' or '.join(GENERATORS)} with its seed, e.g. pairs64-s0")
+    args.generators, args.seeds = [generator], [int(seed)]
+    config = generator_configs(args)[0]
+    run = find_run(args.runs / args.name)
+    stats = read_stats(run) if run else []
+    if len(stats) < config.num_epochs:
+        raise SystemExit(f"{args.name}: not a finished paired generator run under {args.runs}; train it first")
+    check = read_json(args.out / "by-generator" / f"{run.name}-check.json")
+    member = read_json(args.out / "by-generator" / f"{run.name}-membership.json")
+    if not check or not member:
+        raise SystemExit(f"{args.name}: run `check` and `membership` with --checkpoint {run} first")
+    staged = export_generator(run / "checkpoints" / "latest.pt", run / PAIRS)
+    size_mb = staged.stat().st_size / 1e6
+    if size_mb > MAX_SHIPPED_MB:
+        raise SystemExit(f"{staged}: {size_mb:.1f} MB, over the {MAX_SHIPPED_MB} MB a shipped generator may have")
+    target = Path(args.ship_to) if args.ship_to else PRETRAINED_DIR / PAIRS
+    shutil.copyfile(staged, target)
+    rate = read_json(args.out / "rates.json")[generator]
+    floor = (read_json(RESULTS / "equal-compute-cpu64" / "results.json")["floor-heldout-n2000"]["metrics"]["fid"]
+             if config.resolution == 64 else read_json(RESULTS / "cpu128" / "floor" / "report.json")["metrics"]["fid"])
+    images = stats[-1]["images_seen"]
+    card = f"""# {PAIRS}: the paired, position-conditioned OASIS generator (`--checkpoint pretrained-pairs`)
+
+- **What**: the EMA generator (fp16 state dict, config and per-epoch stats inside, {size_mb:.1f} MB) of
+  `{args.name}` (`python -m benchmarks.sharing train {args.name}`): the `pairs` preset, {describe(config)}; G takes
+  the slice position (0-31) and draws the slice with its 4-class mask, D judges both, told the position by
+  projection. `ganlib sample --checkpoint pretrained-pairs --slice 16 --with-masks --n 64 --out DIR`.
+- **Trained** on the 5,120 OASIS training slices with their masks (160 subjects) at {config.resolution} px
+  for {images:,} images, {MINUTES} minutes of this CPU ({rate['cpu']}) at its measured {rate['images_per_s']}
+  images/s; {sum(x['seconds'] for x in stats):.0f} s of training loop as logged (more where other jobs shared the
+  machine).
+- **Checked** (`python -m benchmarks.sharing check` and `membership`; numbers in
+  `{shown(args.out / 'by-generator')}`):
+
+| check | value | target |
+|---|---|---|
+| FID of the slices, {check['fid_n']:,} samples vs the 1,664 held-out ones (floor {floor:.1f}) | {check['fid']:.1f} | |
+| within-position variety / real's, pixels | {check['variety_ratio_pixel']:.2f} | at least 0.8 |
+| within-position variety / real's, Inception features | {check['variety_ratio_inception']:.2f} | at least 0.8 |
+| mask class shares per position, largest difference from real | {check['mask_share_max_abs_diff']:.3f} | within 0.02 |
+| membership inference AUC (nearest synthetic sample, both ways) | {member['membership_auc']:.3f} | at most 0.55 |
+
+What a U-Net gains from its pairs: `docs/results.md`, "The sharing scenario".
+"""
+    target.with_suffix(".md").write_text(card)
+    print(f"shipped {shown(target)} ({size_mb:.1f} MB) and its report")
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("rates", "configs", "train", "scenario", "report", "membership", "check"))
-    p.add_argument("name", nargs="?", help="train: the generator, e.g. pairs64-s0")
+    p.add_argument("command",
+                   choices=("rates", "configs", "train", "scenario", "report", "membership", "check", "ship"))
+    p.add_argument("name", nargs="?", help="train, ship: the generator, e.g. pairs64-s0")
+    p.add_argument("--ship-to", help="ship: the file to write (default: the shipped pretrained-pairs)")
     p.add_argument("--data", help="data root (default: the library's choice)")
     p.add_argument("--generators", nargs="+", default=list(GENERATORS), choices=list(GENERATORS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
@@ -487,7 +550,7 @@ def main(argv=None) -> None:
                    "pairs is `membership`'s; adding memorization puts the training split through Inception)")
     args = p.parse_args(argv)
     commands = {"rates": measure_rates, "configs": cmd_configs, "train": cmd_train, "scenario": cmd_scenario,
-                "report": cmd_report, "membership": cmd_membership, "check": cmd_check}
+                "report": cmd_report, "membership": cmd_membership, "check": cmd_check, "ship": cmd_ship}
     commands[args.command](args)
 
 

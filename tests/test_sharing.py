@@ -5,12 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 import torch
 
 from benchmarks import sharing
+from ganlib.checkpoint import load_generator
 from ganlib.config import get_preset
 from ganlib.pairs.segment import train_until_stalled
 from ganlib.train import train
+from tests.conftest import write_layout
 from tests.test_evaluate import tiny_weights  # noqa: F401  (a fixture: a small TorchScript "Inception")
 
 
@@ -88,3 +91,31 @@ def test_the_generator_check_measures_variety_mask_shares_and_fid(tiny_data, tmp
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["variety_ratio"] == min(result["variety_ratio_pixel"], result["variety_ratio_inception"])
     assert json.loads((tmp_path / "out" / "by-generator" / f"{generator.name}-check.json").read_text()) == result
+
+
+def test_a_finished_generator_ships_with_its_report(tmp_path, tiny_weights):  # noqa: F811
+    """train (a budget from a tiny measured rate), check, membership, then ship: an fp16 EMA file and a report
+    whose numbers are the checks'. An unfinished or unchecked run is refused."""
+    tiny_data = write_layout(tmp_path / "data", {"train": list(range(1, 17)), "validate": [402], "test": [441]})
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    (out).mkdir()
+    (out / "rates.json").write_text(json.dumps({"pairs64": {"images_per_s": 0.12, "cpu": "test CPU"}}))
+    base = ["--data", str(tiny_data), "--out", str(out), "--runs", str(runs)]
+    ship = ["ship", "pairs64-s0", *base, "--ship-to", str(tmp_path / "shipped.pt")]
+    with pytest.raises(SystemExit, match="not a finished paired generator run"):
+        sharing.main(ship)
+    sharing.main(["train", "pairs64-s0", "--generators", "pairs64", *base])
+    run = next((runs / "pairs64-s0").iterdir())
+    with pytest.raises(SystemExit, match="run `check` and `membership`"):
+        sharing.main(ship)
+    for command in (["check", "--inception-weights", str(tiny_weights), "--per-position", "2", "--n", "8"],
+                    ["membership", "--n-synthetic", "32"]):
+        sharing.main([command[0], *base, "--checkpoint", str(run), *command[1:]])
+    sharing.main(ship)
+    G, config = load_generator(tmp_path / "shipped.pt")
+    assert config.with_masks and config.positions == 32 and next(G.parameters()).dtype == torch.float32
+    assert all(v.dtype == torch.float16 for v in torch.load(tmp_path / "shipped.pt", weights_only=True)["G"].values()
+               if v.is_floating_point())
+    card = (tmp_path / "shipped.md").read_text()
+    check = json.loads((out / "by-generator" / f"{run.name}-check.json").read_text())
+    assert f"| {check['variety_ratio_pixel']:.2f} | at least 0.8 |" in card and "test CPU" in card
