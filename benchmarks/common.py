@@ -81,6 +81,26 @@ def budget_config(base: TrainConfig, name: str, minutes: float, seed: int, rate:
     )
 
 
+def budget_configs(bases: dict[str, tuple[TrainConfig, float]], names, seeds, rates_path: Path) -> list[TrainConfig]:
+    """NAME-sSEED configs of `bases` (name: (config, minutes)), each given the images its minutes train at
+    the rate measured for it in `rates_path` (budget_config); a clear error for a rate not measured yet."""
+    rates = read_json(rates_path)
+    missing = [name for name in names if name not in rates]
+    if missing:
+        raise SystemExit(f"{rates_path}: no rate for {', '.join(missing)}; run `rates` first")
+    return [budget_config(bases[name][0], f"{name}-s{seed}", bases[name][1], seed, rates[name]["images_per_s"])
+            for name in names for seed in seeds]
+
+
+def add_scoring_options(p, default_n: int) -> None:
+    """The options of an arm benchmark's `score` command (benchmarks.grow, benchmarks.projected)."""
+    p.add_argument("--generators", help="score: a folder of NAME.pt generators trained elsewhere (a lent GPU)")
+    p.add_argument("--trained-on", default="this CPU", help="score: where the generators were trained")
+    p.add_argument("--inception-weights")
+    p.add_argument("--n", type=int, default=default_n)
+    p.add_argument("--again", action="store_true", help="score: score arms already in results.json again")
+
+
 def find_run(folder: str | os.PathLike) -> Path | None:
     """The newest run folder under `folder` that has a checkpoint, or None."""
     runs = sorted(Path(folder).glob("*/checkpoints/latest.pt"))
@@ -175,6 +195,24 @@ def score_arm(config: TrainConfig, source: Path, floor: dict, args, out_dir: Pat
         "floor_share_near_train_pixel": floor["mem_share_pixel"],
         "trained_on": args.trained_on,
     }
+
+
+def score_arms(configs: list[TrainConfig], args, floor_of, extra) -> dict:
+    """Score every trained arm not in results.json yet (all of them with args.again), saving after each:
+    `floor_of(config)` is its floor's metrics, `extra(config)` what its row adds. Returns the results."""
+    results = read_json(args.out / "results.json")
+    for config in configs:
+        source = trained_generator(config, args.runs, args.generators)
+        if source is None:
+            print(f"{config.name}: not trained yet, skipped")
+            continue
+        if config.name in results and not args.again:
+            continue
+        scores = score_arm(config, source, floor_of(config), args, args.out / config.name)
+        results[config.name] = {**scores, **extra(config)}
+        write_json(args.out / "results.json", results)
+        print(config.name, json.dumps(results[config.name]), flush=True)
+    return results
 
 
 # ---------------------------------------------------------------- synthetic pairs and the U-Net's score

@@ -16,18 +16,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 
 from benchmarks.common import (
     EPOCHS,
     RESULTS,
     RUNS,
+    add_scoring_options,
     measure_rate,
     read_json,
-    score_arm,
+    score_arms,
     train_named,
-    trained_generator,
     write_configs,
     write_json,
 )
@@ -108,19 +107,9 @@ def cmd_train(args) -> None:
 def cmd_score(args) -> None:
     """Every arm's generator against all held-out slices (N samples), the floor beside it; table.md."""
     floor = read_json(RESULTS / "cpu128" / "floor" / "report.json")["metrics"]
-    results = read_json(args.out / "results.json")
     rates = read_json(args.out / "rates.json")
-    for config in arms(args):
-        source = trained_generator(config, args.runs, args.generators)
-        if source is None:
-            print(f"{config.name}: not trained yet, skipped")
-            continue
-        if config.name in results and not args.again:
-            continue
-        scores = score_arm(config, source, floor, args, args.out / config.name)
-        results[config.name] = {**scores, "grow_kimg": list(config.grow_kimg), "minutes_here": MINUTES}
-        write_json(args.out / "results.json", results)
-        print(config.name, json.dumps(results[config.name]), flush=True)
+    results = score_arms(arms(args), args, lambda c: floor,
+                         lambda c: {"grow_kimg": list(c.grow_kimg), "minutes_here": MINUTES})
     write_table(args.out, results, rates, floor)
 
 
@@ -153,11 +142,7 @@ def main(argv=None) -> None:
     p.add_argument("--to", default=".gpu/grow", help="configs: the folder for the arms' JSON files")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--runs", type=Path, default=RUNS)
-    p.add_argument("--generators", help="score: a folder of NAME.pt generators trained elsewhere (a lent GPU)")
-    p.add_argument("--trained-on", default="this CPU", help="score: where the generators were trained")
-    p.add_argument("--inception-weights")
-    p.add_argument("--n", type=int, default=N)
-    p.add_argument("--again", action="store_true", help="score: score arms already in results.json again")
+    add_scoring_options(p, N)
     args = p.parse_args(argv)
     {"rates": measure_rates, "configs": cmd_configs, "train": cmd_train, "score": cmd_score}[args.command](args)
 

@@ -24,13 +24,13 @@ from pathlib import Path
 from benchmarks.common import (
     RESULTS,
     RUNS,
-    budget_config,
+    add_scoring_options,
+    budget_configs,
     cpu_name,
     measure_rate,
     read_json,
-    score_arm,
+    score_arms,
     train_named,
-    trained_generator,
     write_configs,
     write_json,
 )
@@ -99,36 +99,27 @@ def measure_rates(args) -> None:
 
 
 def arm_configs(args) -> list[TrainConfig]:
-    rates = read_json(args.out / "rates.json")
-    configs = []
-    for name in args.arms:
-        if name not in rates:
-            raise SystemExit(f"{args.out / 'rates.json'}: no rate for {name}; run `rates` first")
-        base, minutes = ARMS[name]
-        configs += [budget_config(base, f"{name}-s{seed}", minutes, seed, rates[name]["images_per_s"])
-                    for seed in args.seeds]
-    return configs
+    return budget_configs(ARMS, args.arms, args.seeds, args.out / "rates.json")
 
 
 def cmd_score(args) -> None:
     """Every trained arm against all held-out slices (N samples), the floor of its resolution beside it."""
-    floors = {
-        64: read_json(RESULTS / "equal-compute-cpu64" / "results.json")[f"floor-heldout-n{N}"]["metrics"],
-        128: read_json(RESULTS / "cpu128" / "floor" / "report.json")["metrics"],
-    }
-    results = read_json(args.out / "results.json")
-    for config in arm_configs(args):
-        source = trained_generator(config, args.runs, args.generators)
-        if source is None:
-            print(f"{config.name}: not trained yet, skipped")
-            continue
-        if config.name in results and not args.again:
-            continue
-        minutes = ARMS[config.name.rsplit("-s", 1)[0]][1]
-        scores = score_arm(config, source, floors[config.resolution], args, args.out / config.name)
-        results[config.name] = {**scores, "resolution": config.resolution, "minutes_here": minutes}
-        write_json(args.out / "results.json", results)
-        print(config.name, json.dumps(results[config.name]), flush=True)
+    floors = {128: read_json(RESULTS / "cpu128" / "floor" / "report.json")["metrics"]}  # oasis128_cpu's
+
+    def floor_of(config: TrainConfig) -> dict:
+        """The real-vs-real floor at the arm's size, with the audit's share; made once where missing."""
+        from ganlib.evaluation.evaluate import real_floor
+
+        path = args.out / f"floor-{config.resolution}" / "report.json"
+        if config.resolution not in floors and not path.exists():
+            real_floor(n=args.n, split="heldout", data=args.data, resolution=config.resolution,
+                       inception_weights=args.inception_weights, out_dir=path.parent)
+        return floors.get(config.resolution) or read_json(path)["metrics"]
+
+    results = score_arms(
+        arm_configs(args), args, floor_of,
+        lambda c: {"resolution": c.resolution, "minutes_here": ARMS[c.name.rsplit("-s", 1)[0]][1]},
+    )
     write_table(args.out, results, read_json(args.out / "rates.json"))
 
 
@@ -164,11 +155,7 @@ def main(argv=None) -> None:
     p.add_argument("--to", default=".gpu/projected", help="configs: the folder for the arms' JSON files")
     p.add_argument("--out", type=Path, default=OUT)
     p.add_argument("--runs", type=Path, default=RUNS)
-    p.add_argument("--generators", help="score: a folder of NAME.pt generators trained elsewhere (a lent GPU)")
-    p.add_argument("--trained-on", default="this CPU", help="score: where the generators were trained")
-    p.add_argument("--inception-weights")
-    p.add_argument("--n", type=int, default=N)
-    p.add_argument("--again", action="store_true", help="score: score arms already in results.json again")
+    add_scoring_options(p, N)
     args = p.parse_args(argv)
     commands = {
         "features": cmd_features, "rates": measure_rates, "score": cmd_score,

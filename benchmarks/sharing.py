@@ -38,7 +38,7 @@ import torch
 from benchmarks.common import (
     RESULTS,
     RUNS,
-    budget_config,
+    budget_configs,
     dice_on,
     measure_rate,
     read_json,
@@ -75,15 +75,8 @@ def measure_rates(args) -> None:
 
 
 def generator_configs(args) -> list[TrainConfig]:
-    rates = read_json(args.out / "rates.json")
-    configs = []
-    for name in args.generators:
-        if name not in rates:
-            raise SystemExit(f"{args.out / 'rates.json'}: no rate for {name}; run `rates` first")
-        for seed in args.seeds:
-            rate = rates[name]["images_per_s"]
-            configs.append(budget_config(GENERATORS[name], f"{name}-s{seed}", MINUTES, seed, rate))
-    return configs
+    bases = {name: (config, MINUTES) for name, config in GENERATORS.items()}
+    return budget_configs(bases, args.generators, args.seeds, args.out / "rates.json")
 
 
 def cmd_configs(args) -> None:

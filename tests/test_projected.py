@@ -15,6 +15,7 @@ from ganlib.models import build_models
 from ganlib.pairs.segment import UNet
 from ganlib.projected import HEAD_LEVELS, ProjectedDiscriminator, load_features, save_features
 from ganlib.train import train
+from tests.test_evaluate import tiny_weights  # noqa: F401  (a fixture: a small TorchScript "Inception")
 
 
 @pytest.fixture
@@ -123,3 +124,26 @@ def test_the_benchmark_trains_a_feature_network_and_budgets_its_arms(tiny_data, 
         assert (c["d_features"], c["d_pixel"], c["resolution"]) == (base.d_features, base.d_pixel, base.resolution)
     with pytest.raises(SystemExit, match="unknown run 'nope'"):
         bench.main(["train", "nope", "--out", str(tmp_path)])
+
+
+def test_score_rates_an_arm_trained_elsewhere_against_its_floor(tiny_data, tmp_path, tiny_weights):  # noqa: F811
+    """`score --generators DIR` scores NAME.pt files (a lent GPU's), writes results.json and the table, and skips
+    what is neither there nor trained here."""
+    from benchmarks import projected as bench
+    from ganlib.checkpoint import export_generator
+
+    rates = {name: {"images_per_s": 50.0, "cpu": "test CPU"} for name in bench.ARMS}
+    (tmp_path / "rates.json").write_text(json.dumps(rates))
+    run = train(dataclasses.replace(get_preset("smoke"), num_epochs=1), data=tiny_data, out=tmp_path / "gan",
+                progress=False)
+    (tmp_path / "gens").mkdir()
+    export_generator(run / "checkpoints" / "latest.pt", tmp_path / "gens" / "constlr64-s0.pt")
+    bench.main(["score", "--data", str(tiny_data), "--out", str(tmp_path), "--runs", str(tmp_path / "runs"),
+                "--generators", str(tmp_path / "gens"), "--inception-weights", str(tiny_weights), "--n", "8",
+                "--seeds", "0", "--trained-on", "a test"])
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert list(results) == ["constlr64-s0"]
+    row = results["constlr64-s0"]
+    assert row["fid"] > 0 and row["fid_over_floor"] == row["fid"] / row["floor_fid"] and row["trained_on"] == "a test"
+    assert (row["resolution"], row["minutes_here"]) == (64, 45)
+    assert "| constlr64-s0 | 64 | 45 |" in (tmp_path / "table.md").read_text()
