@@ -58,6 +58,9 @@ MINUTES = 90
 GENERATORS = {
     "pairs64": dataclasses.replace(get_preset("pairs"), lr_gamma=1.0),
     "pairs128": dataclasses.replace(get_preset("pairs"), lr_gamma=1.0, resolution=128, g_width=48),
+    # The fix for within-position collapse to try first: trained without the position for its first 50k
+    # images, which then comes in over the next 100k (transitional conditioning, ganlib.conditional).
+    "pairs64-ramp": dataclasses.replace(get_preset("pairs"), lr_gamma=1.0, condition_kimg=(50.0, 150.0)),
 }
 
 
@@ -66,7 +69,8 @@ def measure_rates(args) -> None:
     from ganlib.data import load_split
 
     rates = read_json(args.out / "rates.json")
-    for name, base in GENERATORS.items():
+    for name in args.generators:
+        base = GENERATORS[name]
         train_set = load_split("train", base.resolution, args.data, with_masks=True)
         config = dataclasses.replace(base, name=f"rate-{name}")
         rates[name] = measure_rate(config, train_set, args.runs / "rates", args.images)

@@ -58,17 +58,20 @@ def split_output(x: torch.Tensor, mask_classes: int, squash_image: bool) -> torc
 
 
 class PositionInput(nn.Module):
-    """G's conditioning: z (N, z_dim) and positions (N,) -> [z, embedding(position)] (N, z_dim + EMBED_DIM)."""
+    """G's conditioning: z (N, z_dim) and positions (N,) -> [z, embedding(position)] (N, z_dim + EMBED_DIM).
+
+    `strength` scales the embedding (1: conditioned; 0: G ignores the position), see `set_condition_strength`.
+    """
 
     def __init__(self, positions: int):
         super().__init__()
-        self.positions = positions
+        self.positions, self.strength = positions, 1.0
         self.embed = nn.Embedding(positions, EMBED_DIM)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         if y is None:
             y = default_positions(len(z), self.positions, z.device)
-        return torch.cat([z, self.embed(y).to(z.dtype)], 1)
+        return torch.cat([z, self.strength * self.embed(y).to(z.dtype)], 1)
 
 
 class Projection(nn.Module):
@@ -76,10 +79,25 @@ class Projection(nn.Module):
 
     def __init__(self, positions: int, features: int):
         super().__init__()
+        self.strength = 1.0  # as PositionInput's
         self.embed = nn.Embedding(positions, features)
         nn.init.normal_(self.embed.weight, 0.0, features**-0.5)
 
     def forward(self, h: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
         if y is None:
             raise ValueError("this discriminator is conditioned on slice positions: pass them as y")
-        return (self.embed(y).to(h.dtype) * h).sum(1)
+        return self.strength * (self.embed(y).to(h.dtype) * h).sum(1)
+
+
+def set_condition_strength(nets, strength: float) -> None:
+    """Weigh the position in G's input and D's score by `strength` (0 to 1) in every net given.
+
+    Transitional training (Shahbazi et al., "Collapse by conditioning", ICLR 2023): with a few hundred slices
+    per position, a GAN conditioned from the start tends to draw one slice per position whatever z is; trained
+    without the condition first, it learns the variety of the whole set, and the condition then comes in
+    gradually (`TrainConfig.condition_kimg`). Sampling uses full strength, the value every run ends at.
+    """
+    for net in nets:
+        for m in net.modules() if net is not None else ():
+            if isinstance(m, (PositionInput, Projection)):
+                m.strength = float(strength)

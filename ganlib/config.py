@@ -35,6 +35,9 @@ class TrainConfig:
     # and G making the slice with its 4-class mask, D judging both (off: slices only).
     positions: int = 0
     with_masks: bool = False
+    # Transitional conditioning (ganlib.conditional.set_condition_strength): the position's weight in G and D
+    # rises from 0 to 1 between these two counts of thousands of images; () = conditioned from the start.
+    condition_kimg: tuple[float, ...] = ()
     # Growing (ProGAN): train at `grow_from` px first (0 = off), for grow_kimg[0] thousand images, then at twice
     # that for grow_kimg[1], ... up to `resolution` for the rest; each new resolution fades in over
     # `grow_fade_kimg` thousand images. DCGAN networks, slices alone.
@@ -97,12 +100,21 @@ class TrainConfig:
                     f"grow_kimg={','.join(map(str, self.grow_kimg))}: give {stages} positive budget(s), thousands of "
                     f"images at each resolution from {self.grow_from} below {self.resolution}"
                 )
+        if self.condition_kimg and (
+            len(self.condition_kimg) != 2 or not 0 <= self.condition_kimg[0] <= self.condition_kimg[1]
+            or not self.positions
+        ):
+            raise ValueError(
+                f"condition_kimg={','.join(map(str, self.condition_kimg))}: give START,END (thousands of images, "
+                "0 <= START <= END) between which the slice position comes in, with positions > 0"
+            )
         if self.positions < 0:
             raise ValueError(f"positions={self.positions}: the number of slice positions (32 for OASIS), or 0 for none")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["betas"], d["grow_kimg"] = list(self.betas), list(self.grow_kimg)
+        for key in TUPLE_FIELDS:  # JSON has lists
+            d[key] = list(d[key])
         return d
 
     @classmethod
@@ -112,13 +124,14 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown config fields {unknown}; known: {sorted(known)}")
-        for key in ("betas", "grow_kimg"):
+        for key in TUPLE_FIELDS:
             if key in d:
                 d[key] = tuple(d[key])
         return cls(**d)
 
 
 LOSS_NAMES = ("bce", "rpgan")
+TUPLE_FIELDS = ("betas", "grow_kimg", "condition_kimg")
 
 
 def _upgrade(d: dict) -> dict:
@@ -154,6 +167,14 @@ def growth_stage(config: TrainConfig, images: int) -> tuple[int, float]:
     if resolution == config.grow_from or config.grow_fade_kimg <= 0:
         return resolution, 1.0
     return resolution, min(1.0, (images - start) / (config.grow_fade_kimg * 1000))
+
+
+def condition_strength(config: TrainConfig, images: int) -> float:
+    """How much the slice position counts after `images` images: 0 before condition_kimg[0], 1 after [1]."""
+    if not config.condition_kimg:
+        return 1.0
+    start, end = (k * 1000 for k in config.condition_kimg)
+    return 1.0 if images >= end else 0.0 if images < start else (images - start) / (end - start)
 
 
 def ema_half_life_kimg(beta: float, batch_size: int) -> float:

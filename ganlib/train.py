@@ -30,8 +30,8 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt_io
 from .augment import diff_augment
 from .checkpoint import Resume, resolve_resume
-from .conditional import masks_to_float, one_hot_masks
-from .config import TrainConfig, growth_stage
+from .conditional import masks_to_float, one_hot_masks, set_condition_strength
+from .config import TrainConfig, condition_strength, growth_stage
 from .data import DataError, SliceSet, find_data_root, load_split, shown_path, split_dirs, subject_subset, to_float
 from .losses import LOSSES, d_step, d_step_penalised, g_step
 from .models import build_models, sample, set_stage
@@ -361,6 +361,8 @@ def train(
                     z = torch.randn(config.batch_size, config.z_dim, generator=g_dev, device=dev)
                     z = z[rank * local_batch : (rank + 1) * local_batch]
                     real, y = real_batch(train_dev, idx)  # y: the slices' positions, if G and D take them
+                    if config.condition_kimg:  # transitional conditioning: the position's weight at this step
+                        set_condition_strength((G, D, G_ema), condition_strength(config, step * config.batch_size))
                     if config.grow_from:  # a growing run: the networks and real slices at this step's resolution
                         real = at_resolution(real, grow(config, step, (G, D, G_ema)))
                     if config.channels_last:
@@ -425,6 +427,8 @@ def train(
                 }
                 if config.grow_from:
                     record.update(resolution=G.stage, fade_in=round(G.alpha, 4))
+                if config.condition_kimg:  # the position's weight in the epoch's last step
+                    record["condition_strength"] = round(G.condition.strength, 4)
                 if eval_every and (epoch + 1) % eval_every == 0:
                     from .evaluation.metrics import training_metrics  # evaluation sits above training
 

@@ -4,6 +4,7 @@ and `ganlib sample --slice --with-masks` writing a set the loader reads back."""
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -156,3 +157,41 @@ def test_pretrained_pairs_is_shipped_small_and_makes_pairs(tmp_path, capsys):
     images, masks = synthetic.images.float() / 127.5 - 1, synthetic.masks
     assert set(masks.unique().tolist()) == {0, 1, 2, 3}
     assert images[masks > 0].mean() > images[masks == 0].mean() + 0.5
+
+
+def test_transitional_conditioning_ramps_the_position_in(tiny_data, tmp_path):
+    """condition_kimg: the position counts for nothing before START (G ignores y, D's score too), fully after END,
+    linearly between; the run records it per epoch and resumes exactly across the ramp."""
+    from ganlib.conditional import set_condition_strength
+    from ganlib.config import condition_strength
+
+    c = get_preset("pairs", condition_kimg=(1.0, 3.0))
+    assert [condition_strength(c, i) for i in (0, 999, 1000, 2000, 2999, 3000, 10**6)] == [0, 0, 0, 0.5, 0.9995, 1, 1]
+    assert condition_strength(get_preset("pairs"), 0) == 1.0
+    for bad in ((3.0, 1.0), (1.0,), (-1.0, 2.0)):
+        with pytest.raises(ValueError, match="condition_kimg="):
+            get_preset("pairs", condition_kimg=bad)
+    with pytest.raises(ValueError, match="with positions > 0"):
+        get_preset("dcgan-rp", condition_kimg=(1.0, 2.0))
+
+    G, D = build_models(dataclasses.replace(c, g_width=8, d_width=8))
+    G.eval(), D.eval()
+    z, x = torch.randn(2, 100).repeat(2, 1), torch.rand(4, 5, 64, 64)
+    y = torch.tensor([0, 0, 7, 7])  # the same two latents at positions 0 and 7
+    with torch.no_grad():
+        set_condition_strength((G, D), 0.0)
+        assert torch.equal(G(z, y)[:2], G(z, y)[2:]) and torch.equal(D.logits(x, y), D.logits(x, torch.zeros(4).long()))
+        set_condition_strength((G, D), 1.0)
+        assert not torch.equal(G(z, y)[:2], G(z, y)[2:])
+
+    config = dataclasses.replace(get_preset("smoke"), positions=4, with_masks=True, d_norm="none", num_epochs=3,
+                                 condition_kimg=(0.0, 0.016))
+    full = train(config, data=tiny_data, out=tmp_path / "a", progress=False)
+    stats = [json.loads(line) for line in (full / "stats.jsonl").read_text().splitlines()]
+    # 2 steps of 8 slices an epoch; each epoch records the strength of its last step (after 8, 24, 40 images)
+    assert [s["condition_strength"] for s in stats] == [0.5, 1.0, 1.0]
+    part = train(dataclasses.replace(config, num_epochs=1), data=tiny_data, out=tmp_path / "b", progress=False)
+    train(config, data=tiny_data, resume=part, progress=False)
+    a, b = (torch.load(r / "checkpoints" / "latest.pt", weights_only=True) for r in (full, part))
+    for net in ("G", "D"):
+        assert all(torch.equal(a[net][k], b[net][k]) for k in a[net]), net
