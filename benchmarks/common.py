@@ -81,14 +81,19 @@ def budget_config(base: TrainConfig, name: str, minutes: float, seed: int, rate:
     )
 
 
-def budget_configs(bases: dict[str, tuple[TrainConfig, float]], names, seeds, rates_path: Path) -> list[TrainConfig]:
+def budget_configs(
+    bases: dict[str, tuple[TrainConfig, float]], names, seeds, rates_path: Path, same_cost: dict | None = None
+) -> list[TrainConfig]:
     """NAME-sSEED configs of `bases` (name: (config, minutes)), each given the images its minutes train at
-    the rate measured for it in `rates_path` (budget_config); a clear error for a rate not measured yet."""
-    rates = read_json(rates_path)
-    missing = [name for name in names if name not in rates]
+    the rate measured for it in `rates_path` (budget_config); a clear error for a rate not measured yet.
+    `same_cost` maps a name to another whose rate it takes: a switch that computes the same per image
+    trains the same images, not a few percent more or less from the noise between two measurements."""
+    rates, same_cost = read_json(rates_path), same_cost or {}
+    missing = [name for name in names if same_cost.get(name, name) not in rates]
     if missing:
         raise SystemExit(f"{rates_path}: no rate for {', '.join(missing)}; run `rates` first")
-    return [budget_config(bases[name][0], f"{name}-s{seed}", bases[name][1], seed, rates[name]["images_per_s"])
+    return [budget_config(bases[name][0], f"{name}-s{seed}", bases[name][1], seed,
+                          rates[same_cost.get(name, name)]["images_per_s"])
             for name in names for seed in seeds]
 
 

@@ -47,7 +47,7 @@ from benchmarks.common import (
     write_configs,
     write_json,
 )
-from ganlib.checkpoint import load_generator
+from ganlib.checkpoint import load_generator, resolve_checkpoint
 from ganlib.config import TrainConfig, get_preset
 
 OUT = RESULTS / "synthetic-segmentation-sharing"
@@ -62,6 +62,7 @@ GENERATORS = {
     # images, which then comes in over the next 100k (transitional conditioning, ganlib.conditional).
     "pairs64-ramp": dataclasses.replace(get_preset("pairs"), lr_gamma=1.0, condition_kimg=(50.0, 150.0)),
 }
+SAME_COST = {"pairs64-ramp": "pairs64"}  # one multiplication more per step: pairs64's images (its rate measured too)
 
 
 def measure_rates(args) -> None:
@@ -80,7 +81,7 @@ def measure_rates(args) -> None:
 
 def generator_configs(args) -> list[TrainConfig]:
     bases = {name: (config, MINUTES) for name, config in GENERATORS.items()}
-    return budget_configs(bases, args.generators, args.seeds, args.out / "rates.json")
+    return budget_configs(bases, args.generators, args.seeds, args.out / "rates.json", SAME_COST)
 
 
 def cmd_configs(args) -> None:
@@ -409,6 +410,30 @@ def one_per_subject(split, per_position: int) -> torch.Tensor:
     return torch.isin(split.case_ids, subjects).nonzero()[:, 0]
 
 
+def pixel_variety(checkpoint, real, positions: int, per: int, device: str = "cpu") -> dict[int, float]:
+    """Per position: the pixel variety of `per` samples over that of `per` real subjects' slices there."""
+    images, _, y = synthetic_pairs(checkpoint, positions * per, seed=2, device=device)
+    pick = one_per_subject(real, per)
+    fake_v, real_v = variety(images, y, per), variety(real.images[pick], real.slice_idx[pick], per)
+    return {p: fake_v[p] / real_v[p] for p in real_v if p in fake_v}
+
+
+def cmd_variety(args) -> None:
+    """The quick check to watch a run by: pixel variety within a position (no Inception), kept per images seen
+    in by-generator/NAME-variety.json."""
+    G_config = load_generator(args.checkpoint)[1]
+    images_seen = json.loads(torch.load(resolve_checkpoint(args.checkpoint), weights_only=True)["stats"])[-1][
+        "images_seen"]
+    ratios = pixel_variety(args.checkpoint, _splits(args, G_config.resolution)["train"], G_config.positions,
+                           args.per_position, args.device)
+    path = args.out / "by-generator" / f"{generator_name(args.checkpoint)}-variety.json"
+    record = read_json(path)
+    record[str(images_seen)] = {"pixel": round(sum(ratios.values()) / len(ratios), 4),
+                                "min": round(min(ratios.values()), 4), "max": round(max(ratios.values()), 4)}
+    write_json(path, record)
+    print(f"{generator_name(args.checkpoint)} after {images_seen:,} images: pixel variety {record[str(images_seen)]}")
+
+
 def cmd_check(args) -> None:
     """The paired generator against the real slices: variety within a position (pixels and Inception
     features, against real slices of different subjects at that position), mask class shares per position,
@@ -425,12 +450,9 @@ def cmd_check(args) -> None:
     pick = one_per_subject(real, per)
     r_images, r_y = real.images[pick], real.slice_idx[pick]
     extractor = load_inception(args.inception_weights)
-    fake_f = extract_features(extractor, images)
-    real_f = extract_features(extractor, r_images)
-    ratios = {}
-    for kind, fake_v, real_v in (("pixel", variety(images, y, per), variety(r_images, r_y, per)),
-                                 ("inception", variety(images, y, per, fake_f), variety(r_images, r_y, per, real_f))):
-        ratios[kind] = {p: fake_v[p] / real_v[p] for p in real_v if p in fake_v}
+    fake_v, real_v = (variety(x, p, per, extract_features(extractor, x)) for x, p in ((images, y), (r_images, r_y)))
+    ratios = {"pixel": pixel_variety(args.checkpoint, real, G_config.positions, per, args.device),
+              "inception": {p: fake_v[p] / real_v[p] for p in real_v if p in fake_v}}
     shares_fake = class_proportions(masks, y, G_config.positions)
     shares_real = class_proportions(real.masks, real.slice_idx, G_config.positions)
     report = evaluate(args.checkpoint, metrics=args.metrics, n=args.n, split="heldout", data=args.data,
@@ -518,8 +540,10 @@ What a U-Net gains from its pairs: `docs/results.md`, "The sharing scenario".
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command",
-                   choices=("rates", "configs", "train", "scenario", "report", "membership", "check", "ship"))
+    commands = {"rates": measure_rates, "configs": cmd_configs, "train": cmd_train, "scenario": cmd_scenario,
+                "report": cmd_report, "membership": cmd_membership, "check": cmd_check, "variety": cmd_variety,
+                "ship": cmd_ship}
+    p.add_argument("command", choices=list(commands))
     p.add_argument("name", nargs="?", help="train, ship: the generator, e.g. pairs64-s0")
     p.add_argument("--ship-to", help="ship: the file to write (default: the shipped pretrained-pairs)")
     p.add_argument("--data", help="data root (default: the library's choice)")
@@ -546,8 +570,6 @@ def main(argv=None) -> None:
     p.add_argument("--metrics", default="fid,kid,swd", help="check: ganlib evaluate's metrics (the audit on "
                    "pairs is `membership`'s; adding memorization puts the training split through Inception)")
     args = p.parse_args(argv)
-    commands = {"rates": measure_rates, "configs": cmd_configs, "train": cmd_train, "scenario": cmd_scenario,
-                "report": cmd_report, "membership": cmd_membership, "check": cmd_check, "ship": cmd_ship}
     commands[args.command](args)
 
 

@@ -91,6 +91,12 @@ def test_the_generator_check_measures_variety_mask_shares_and_fid(tiny_data, tmp
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert summary["variety_ratio"] == min(result["variety_ratio_pixel"], result["variety_ratio_inception"])
     assert json.loads((tmp_path / "out" / "by-generator" / f"{generator.name}-check.json").read_text()) == result
+    # The quick watch of a run: the same pixel variety, kept per images seen
+    sharing.main(["variety", "--data", str(tiny_data), "--checkpoint", str(generator), "--out", str(tmp_path / "out"),
+                  "--per-position", "3"])
+    watched = json.loads((tmp_path / "out" / "by-generator" / f"{generator.name}-variety.json").read_text())
+    assert watched == {"16": {"pixel": result["variety_ratio_pixel"], "min": watched["16"]["min"],
+                              "max": watched["16"]["max"]}}
 
 
 def test_a_finished_generator_ships_with_its_report(tmp_path, tiny_weights):  # noqa: F811
