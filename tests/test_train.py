@@ -174,8 +174,11 @@ def test_ctrl_c_ends_in_one_line_naming_the_run(tiny_data, tmp_path):
     """SIGINT (Ctrl-C) mid-run: exit 130, no traceback, one line with the last checkpoint and the resume command."""
     args = [sys.executable, "-m", "ganlib", "train", "--preset", "smoke", "--data", str(tiny_data), "--epochs", "500"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # Ctrl-C's default action in the child, also where the tests run in the background (`make test &`), whose
+    # shell starts its jobs with SIGINT ignored, which the child would inherit.
     proc = subprocess.Popen([*args, "--out", str(tmp_path)], env=env, cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.default_int_handler))  # fmt: skip
     run = tmp_path / "00000-smoke"
     deadline = time.time() + 120
     while not (run / "checkpoints" / "latest.pt").exists() and time.time() < deadline:
