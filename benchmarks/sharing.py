@@ -61,6 +61,9 @@ GENERATORS = {
     # The fix for within-position collapse to try first: trained without the position for its first 50k
     # images, which then comes in over the next 100k (transitional conditioning, ganlib.conditional).
     "pairs64-ramp": dataclasses.replace(get_preset("pairs"), lr_gamma=1.0, condition_kimg=(50.0, 150.0)),
+    # ... and with MSGAN's mode-seeking term on top: two latents at one position must give two slices.
+    "pairs64-ms": dataclasses.replace(get_preset("pairs"), lr_gamma=1.0, condition_kimg=(50.0, 150.0),
+                                      mode_seeking=1.0),
 }
 SAME_COST = {"pairs64-ramp": "pairs64"}  # one multiplication more per step: pairs64's images (its rate measured too)
 

@@ -38,6 +38,10 @@ class TrainConfig:
     # Transitional conditioning (ganlib.conditional.set_condition_strength): the position's weight in G and D
     # rises from 0 to 1 between these two counts of thousands of images; () = conditioned from the start.
     condition_kimg: tuple[float, ...] = ()
+    # Mode seeking (ganlib.losses.mode_seeking_loss): G's loss gains this weight x MSGAN's term, from a second
+    # latent drawn for the first `mode_seeking_n` slices of each batch at the same positions; 0 = off.
+    mode_seeking: float = 0.0
+    mode_seeking_n: int = 16
     # Growing (ProGAN): train at `grow_from` px first (0 = off), for grow_kimg[0] thousand images, then at twice
     # that for grow_kimg[1], ... up to `resolution` for the rest; each new resolution fades in over
     # `grow_fade_kimg` thousand images. DCGAN networks, slices alone.
@@ -108,6 +112,11 @@ class TrainConfig:
                 f"condition_kimg={','.join(map(str, self.condition_kimg))}: give START,END (thousands of images, "
                 "0 <= START <= END) between which the slice position comes in, with positions > 0"
             )
+        if self.mode_seeking < 0 or self.mode_seeking_n < 1 or (
+            self.mode_seeking and self.mode_seeking_n > self.batch_size
+        ):
+            raise ValueError(f"mode_seeking={self.mode_seeking}, mode_seeking_n={self.mode_seeking_n}: a weight of "
+                             f"at least 0, and 1 to batch_size ({self.batch_size}) slices")
         if self.positions < 0:
             raise ValueError(f"positions={self.positions}: the number of slice positions (32 for OASIS), or 0 for none")
 

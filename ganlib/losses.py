@@ -65,11 +65,12 @@ def d_step(D, opt_D, real, fake, d_loss=bce_d_loss):
     return loss.detach(), real_logits.detach().float().sigmoid().mean(), fake_logits.detach().float().sigmoid().mean()
 
 
-def g_step(D, opt_G, fake, g_loss=bce_g_loss, real=None) -> torch.Tensor:
+def g_step(D, opt_G, fake, g_loss=bce_g_loss, real=None, extra=None) -> torch.Tensor:
     """Update G: push D(G(z)) towards 'real'. The gradient flows through D into G; only G's weights step.
 
     D's weights are frozen meanwhile: their gradients would be wasted work and would leak into D's next step.
-    RpGAN's loss compares each generated slice with a real one, so it is given `real` too.
+    RpGAN's loss compares each generated slice with a real one, so it is given `real` too. `extra`, a term
+    of G's own (the mode-seeking one), is added to the loss before the backward pass.
     """
     trainable = [p for p in D.parameters() if p.requires_grad]  # not a frozen feature network (ganlib.projected)
     for p in trainable:
@@ -77,12 +78,20 @@ def g_step(D, opt_G, fake, g_loss=bce_g_loss, real=None) -> torch.Tensor:
     fake_logits = D(fake)
     real_logits = D(real).detach() if real is not None else None
     loss = g_loss(fake_logits, real_logits)
-    loss.backward()
+    (loss if extra is None else loss + extra).backward()
     for p in trainable:
         p.requires_grad_(True)
     opt_G.step()
     opt_G.zero_grad(set_to_none=True)
     return loss.detach()
+
+
+def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+    """MSGAN's term (Mao et al., CVPR 2019), for G to minimise: 1 / (mean |G(z_a, y) - G(z_b, y)| over
+    mean |z_a - z_b|), from pairs of outputs at the same condition y. Small when two latents give two different
+    slices at one position; large when G draws one slice per position whatever z is."""
+    ratio = (a.float() - b.float()).abs().mean(dim=(1, 2, 3)) / (z_a.float() - z_b.float()).abs().mean(dim=1)
+    return 1.0 / (ratio.mean() + 1e-5)
 
 
 # ---------------------------------------------------------------- the gradient penalties

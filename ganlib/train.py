@@ -33,7 +33,7 @@ from .checkpoint import Resume, resolve_resume
 from .conditional import masks_to_float, one_hot_masks, set_condition_strength
 from .config import TrainConfig, condition_strength, growth_stage
 from .data import DataError, SliceSet, find_data_root, load_split, shown_path, split_dirs, subject_subset, to_float
-from .losses import LOSSES, d_step, d_step_penalised, g_step
+from .losses import LOSSES, d_step, d_step_penalised, g_step, mode_seeking_loss
 from .models import build_models, sample, set_stage
 from .utils.device import autocast, bf16_supported, dist_info, pick_device
 from .utils.distributed import sync_batchnorm
@@ -294,6 +294,8 @@ def train(
     dev = pick_device(device)
     rank, world = dist_info()
     main = rank == 0
+    if config.mode_seeking and world > 1:
+        raise ValueError("mode_seeking: G's second forward pass is not built for torchrun; train on one process")
     if config.batch_size % world:
         raise ValueError(f"batch size {config.batch_size} does not split over {world} processes")
     if dev.type == "cuda":
@@ -383,9 +385,16 @@ def train(
                         else:
                             loss_D, d_x, d_gz = d_step(views.D, opt_D, real, fake, d_loss)
 
-                    # Update G: make D call its slices real.
+                    # Update G: make D call its slices real (and, mode seeking, draw two slices for two latents).
                     with amp_ctx():
-                        loss_G = g_step(views.D_for_G, opt_G, fake, g_loss, real if config.loss == "rpgan" else None)
+                        extra = None
+                        if config.mode_seeking:
+                            m = config.mode_seeking_n
+                            z2 = torch.randn(m, config.z_dim, generator=g_dev, device=dev)
+                            other = views.G(z2, y[:m] if y is not None else None)
+                            extra = config.mode_seeking * mode_seeking_loss(fake[:m], other, z[:m], z2)
+                        loss_G = g_step(views.D_for_G, opt_G, fake, g_loss, real if config.loss == "rpgan" else None,
+                                        extra)
 
                     # Update EMA: the slowly moving average of G that samples and evaluation use.
                     if G_ema is not None:
