@@ -14,8 +14,6 @@ one. At the full resolution with alpha 1 both are the seed's networks exactly.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +30,7 @@ from .conditional import (
 )
 from .config import RESOLUTIONS
 from .resnet import ResNetDiscriminator, ResNetGenerator
+from .utils.nets import eval_mode  # also imported from here: `from ganlib.models import eval_mode`
 
 
 def _num_blocks(resolution: int) -> int:
@@ -235,18 +234,6 @@ def build_models(config) -> tuple[nn.Module, nn.Module]:
         D = build_projected(config, D if config.d_pixel else None)
         init_weights(D.heads)
     return G, D
-
-
-@contextmanager
-def eval_mode(net: nn.Module) -> Iterator[nn.Module]:
-    """`net` in eval mode (BatchNorm's running statistics: each output depends on its own input only), with its
-    training mode restored afterwards, also when the body raises."""
-    was_training = net.training
-    net.eval()
-    try:
-        yield net
-    finally:
-        net.train(was_training)
 
 
 @torch.no_grad()

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import NUM_CLASSES, to_float
-from ..models import eval_mode
 from ..utils.device import autocast, bf16_supported
+from ..utils.nets import eval_mode
 
 CLASS_NAMES = ("background", "CSF", "grey matter", "white matter")
 
