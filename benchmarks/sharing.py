@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -421,6 +422,20 @@ def pixel_variety(checkpoint, real, positions: int, per: int, device: str = "cpu
     return {p: fake_v[p] / real_v[p] for p in real_v if p in fake_v}
 
 
+def real_spread(real, per: int) -> dict:
+    """How far apart `per` real subjects' slices at one position are: the mean absolute pixel difference (in
+    [-1, 1]) over pairs and positions, and that over the mean |z_a - z_b| of two latents (2 / sqrt(pi)): the
+    figure a mode-seeking cap (`TrainConfig.mode_seeking_cap`) asks G to match."""
+    pick = one_per_subject(real, per)
+    x, y = real.images[pick].float() / 127.5 - 1, real.slice_idx[pick]
+    diffs = []
+    for p in y.unique():
+        xs = x[y == p][:per]
+        diffs.append((xs[:, None] - xs[None]).abs().mean(dim=(2, 3, 4)).sum() / (len(xs) * (len(xs) - 1)))
+    mean = float(torch.stack(diffs).mean())
+    return {"mean_abs_diff": round(mean, 4), "per_latent_distance": round(mean / (2 / math.pi**0.5), 4)}
+
+
 def cmd_variety(args) -> None:
     """The quick check to watch a run by: pixel variety within a position (no Inception), kept per images seen
     in by-generator/NAME-variety.json."""
@@ -431,6 +446,7 @@ def cmd_variety(args) -> None:
                            args.per_position, args.device)
     path = args.out / "by-generator" / f"{generator_name(args.checkpoint)}-variety.json"
     record = read_json(path)
+    record["real"] = real_spread(_splits(args, G_config.resolution)["train"], args.per_position)
     record[str(images_seen)] = {"pixel": round(sum(ratios.values()) / len(ratios), 4),
                                 "min": round(min(ratios.values()), 4), "max": round(max(ratios.values()), 4)}
     write_json(path, record)

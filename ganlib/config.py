@@ -38,9 +38,11 @@ class TrainConfig:
     # Transitional conditioning (ganlib.conditional.set_condition_strength): the position's weight in G and D
     # rises from 0 to 1 between these two counts of thousands of images; () = conditioned from the start.
     condition_kimg: tuple[float, ...] = ()
-    # Mode seeking (ganlib.losses.mode_seeking_loss): G's loss gains this weight x MSGAN's term, from a second
-    # latent drawn for the first `mode_seeking_n` slices of each batch at the same positions; 0 = off.
+    # Mode seeking (ganlib.losses.mode_seeking_loss): G's loss gains this weight x minus the distance between
+    # the slices of two latents at one position over the latents' distance, capped at `mode_seeking_cap`; the
+    # second latent is drawn for the first `mode_seeking_n` slices of each batch; 0 = off.
     mode_seeking: float = 0.0
+    mode_seeking_cap: float = 0.08  # about the real slices' own figure at 64 px (docs/results.md)
     mode_seeking_n: int = 16
     # Growing (ProGAN): train at `grow_from` px first (0 = off), for grow_kimg[0] thousand images, then at twice
     # that for grow_kimg[1], ... up to `resolution` for the rest; each new resolution fades in over

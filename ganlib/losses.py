@@ -86,12 +86,17 @@ def g_step(D, opt_G, fake, g_loss=bce_g_loss, real=None, extra=None) -> torch.Te
     return loss.detach()
 
 
-def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
-    """MSGAN's term (Mao et al., CVPR 2019), for G to minimise: 1 / (mean |G(z_a, y) - G(z_b, y)| over
-    mean |z_a - z_b|), from pairs of outputs at the same condition y. Small when two latents give two different
-    slices at one position; large when G draws one slice per position whatever z is."""
+def mode_seeking_loss(a: torch.Tensor, b: torch.Tensor, z_a: torch.Tensor, z_b: torch.Tensor,
+                      cap: float) -> torch.Tensor:
+    """Mode seeking, for G to minimise: minus the mean over pairs of min(|G(z_a, y) - G(z_b, y)| / |z_a - z_b|,
+    cap), from pairs of outputs at the same condition y (mean absolute differences).
+
+    MSGAN (Mao et al., CVPR 2019) minimises 1 / ratio, which grows without bound as two slices become alike and,
+    at weight 1 here, pulled G to noise. The cap (as DSGAN, Yang et al., ICLR 2019) stops the push once two
+    latents give slices as far apart as the cap asks: variety up to real's, not beyond.
+    """
     ratio = (a.float() - b.float()).abs().mean(dim=(1, 2, 3)) / (z_a.float() - z_b.float()).abs().mean(dim=1)
-    return 1.0 / (ratio.mean() + 1e-5)
+    return -ratio.clamp(max=cap).mean()
 
 
 # ---------------------------------------------------------------- the gradient penalties

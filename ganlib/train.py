@@ -392,7 +392,8 @@ def train(
                             m = config.mode_seeking_n
                             z2 = torch.randn(m, config.z_dim, generator=g_dev, device=dev)
                             other = views.G(z2, y[:m] if y is not None else None)
-                            extra = config.mode_seeking * mode_seeking_loss(fake[:m], other, z[:m], z2)
+                            ms = mode_seeking_loss(fake[:m], other, z[:m], z2, config.mode_seeking_cap)
+                            extra = config.mode_seeking * ms
                         loss_G = g_step(views.D_for_G, opt_G, fake, g_loss, real if config.loss == "rpgan" else None,
                                         extra)
 

@@ -94,5 +94,5 @@ def test_every_field_is_used_by_a_preset_or_is_bookkeeping():
     recorded = {"subject_share", "val_split", "compile", "sync_bn", "channels_last", "amp", "seed", "num_epochs"}
     recorded |= {"grow_from", "grow_kimg", "grow_fade_kimg"}  # benchmarks.grow's arms
     recorded |= {"d_features", "d_features_res", "d_pixel"}  # benchmarks.projected's arms
-    recorded |= {"condition_kimg", "mode_seeking", "mode_seeking_n"}  # benchmarks.sharing's paired generators
+    recorded |= {"condition_kimg", "mode_seeking", "mode_seeking_cap", "mode_seeking_n"}  # sharing.py
     assert set(seed) == varied | recipe | recorded, set(seed) - varied - recipe - recorded

@@ -95,8 +95,9 @@ def test_the_generator_check_measures_variety_mask_shares_and_fid(tiny_data, tmp
     sharing.main(["variety", "--data", str(tiny_data), "--checkpoint", str(generator), "--out", str(tmp_path / "out"),
                   "--per-position", "3"])
     watched = json.loads((tmp_path / "out" / "by-generator" / f"{generator.name}-variety.json").read_text())
-    assert watched == {"16": {"pixel": result["variety_ratio_pixel"], "min": watched["16"]["min"],
-                              "max": watched["16"]["max"]}}
+    assert watched["16"] == {"pixel": result["variety_ratio_pixel"], "min": watched["16"]["min"],
+                             "max": watched["16"]["max"]}
+    assert watched["real"]["per_latent_distance"] == pytest.approx(watched["real"]["mean_abs_diff"] / 1.1284, abs=1e-3)
 
 
 def test_a_finished_generator_ships_with_its_report(tmp_path, tiny_weights):  # noqa: F811
