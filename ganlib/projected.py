@@ -109,11 +109,8 @@ class ProjectedDiscriminator(nn.Module):
         """The encoder's outputs at HEAD_LEVELS for slices in [-1, 1] seen at `feature_res`."""
         if x.shape[-1] != self.feature_res:
             x = F.interpolate(x, size=self.feature_res, mode="bilinear", antialias=True, align_corners=False)
-        out = []
-        for i, block in enumerate(self.features.down[: max(HEAD_LEVELS) + 1]):
-            x = block(x if i == 0 else F.max_pool2d(x, 2))
-            out += [x] if i in HEAD_LEVELS else []
-        return out
+        levels = self.features.encode(x, max(HEAD_LEVELS) + 1)
+        return [levels[i] for i in HEAD_LEVELS]
 
     def logits(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         feats = self.encode(x[:, :1])

@@ -90,13 +90,18 @@ class UNet(nn.Module):
         self.merge = nn.ModuleList([_block(2 * ch[i], ch[i]) for i in reversed(range(depth))])
         self.head = nn.Conv2d(ch[0], num_classes, 1)
 
+    def encode(self, x: torch.Tensor, levels: int | None = None) -> list[torch.Tensor]:
+        """The encoder's output at each level, full size first (the first `levels` only, if given)."""
+        out = []
+        for i, block in enumerate(self.down[:levels]):
+            x = block(x if i == 0 else F.max_pool2d(x, 2))
+            out.append(x)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-1] % 2**self.depth or x.shape[-2] % 2**self.depth:
             raise ValueError(f"slice size {tuple(x.shape[-2:])} must be divisible by {2**self.depth}")
-        skips = []
-        for i, block in enumerate(self.down):
-            x = block(x if i == 0 else F.max_pool2d(x, 2))
-            skips.append(x)
+        skips = self.encode(x)
         x = skips.pop()  # the bottom
         for up, merge in zip(self.up, self.merge):
             x = merge(torch.cat([up(x), skips.pop()], dim=1))
