@@ -75,8 +75,9 @@ def cmd_features(args) -> None:
     path.with_suffix(".md").write_text(
         f"# {path.name}: the feature network under the projected D (ganlib.projected)\n\n"
         "The 4-class U-Net of ganlib.pairs.segment (width 16, depth 3), trained by `python -m benchmarks.projected "
-        f"features`: {report['trained_on']}, batch 32, Adam 1e-3, stopped early on the validate subjects' mean "
-        f"tissue Dice (best {report['val_dice']} at step {report['best_step']} of {report['steps']}). Mean tissue "
+        f"features`: {report['trained_on']}, batch 32, Adam 1e-3, at most {args.max_steps} steps, stopping when the "
+        f"validate subjects' mean tissue Dice stalls; kept at its best ({report['val_dice']} at step "
+        f"{report['best_step']} of {report['steps']}). Mean tissue "
         f"Dice on the 16 test subjects: {report['test_dice']}. Weights in fp16.\n"
     )
     print(path, json.dumps(report))
