@@ -97,6 +97,13 @@ def budget_configs(
             for name in names for seed in seeds]
 
 
+def own_base(run_name: str, names) -> list[str]:
+    """[NAME] for a run called NAME-sSEED among `names`, so that training one run needs only its own rate
+    measured; all of `names` where it is none of them (train_named then lists the choices)."""
+    base = run_name.rpartition("-s")[0]
+    return [base] if base in names else list(names)
+
+
 def add_scoring_options(p, default_n: int) -> None:
     """The options of an arm benchmark's `score` command (benchmarks.grow, benchmarks.projected)."""
     p.add_argument("--generators", help="score: a folder of NAME.pt generators trained elsewhere (a lent GPU)")

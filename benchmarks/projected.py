@@ -28,6 +28,7 @@ from benchmarks.common import (
     budget_configs,
     cpu_name,
     measure_rate,
+    own_base,
     read_json,
     score_arms,
     train_named,
@@ -103,6 +104,11 @@ def arm_configs(args) -> list[TrainConfig]:
     return budget_configs(ARMS, args.arms, args.seeds, args.out / "rates.json")
 
 
+def cmd_train(args) -> None:
+    args.arms = own_base(args.arm or "", args.arms)
+    train_named(arm_configs(args), args.arm, args.runs, args.data)
+
+
 def cmd_score(args) -> None:
     """Every trained arm against all held-out slices (N samples), the floor of its resolution beside it."""
     floors = {128: read_json(RESULTS / "cpu128" / "floor" / "report.json")["metrics"]}  # oasis128_cpu's
@@ -161,7 +167,7 @@ def main(argv=None) -> None:
     commands = {
         "features": cmd_features, "rates": measure_rates, "score": cmd_score,
         "configs": lambda a: write_configs(arm_configs(a), a.to),
-        "train": lambda a: train_named(arm_configs(a), a.arm, a.runs, a.data),
+        "train": cmd_train,
     }
     commands[args.command](args)
 

@@ -42,6 +42,7 @@ from benchmarks.common import (
     budget_configs,
     dice_on,
     measure_rate,
+    own_base,
     read_json,
     synthetic_pairs,
     train_named,
@@ -93,6 +94,7 @@ def cmd_configs(args) -> None:
 
 
 def cmd_train(args) -> None:
+    args.generators = own_base(args.name or "", args.generators)
     train_named(generator_configs(args), args.name, args.runs, args.data)
 
 

@@ -147,3 +147,17 @@ def test_score_rates_an_arm_trained_elsewhere_against_its_floor(tiny_data, tmp_p
     assert row["fid"] > 0 and row["fid_over_floor"] == row["fid"] / row["floor_fid"] and row["trained_on"] == "a test"
     assert (row["resolution"], row["minutes_here"]) == (64, 45)
     assert "| constlr64-s0 | 64 | 45 |" in (tmp_path / "table.md").read_text()
+
+
+def test_training_one_arm_needs_only_its_own_rate(tiny_data, tmp_path):
+    """`train constlr64-s0` before the other arms' rates are measured goes on to training (here it stops at the
+    tiny data's 16 slices, fewer than a batch) instead of refusing for want of proj128's rate; an arm without a
+    rate is refused by name."""
+    from benchmarks import projected as bench
+
+    (tmp_path / "rates.json").write_text(json.dumps({"constlr64": {"images_per_s": 100.0, "cpu": "test"}}))
+    with pytest.raises(ValueError, match="fewer than batch size 64"):
+        bench.main(["train", "constlr64-s0", "--data", str(tiny_data), "--out", str(tmp_path),
+                    "--runs", str(tmp_path / "runs")])
+    with pytest.raises(SystemExit, match="no rate for proj64; run"):
+        bench.main(["train", "proj64-s0", "--data", str(tiny_data), "--out", str(tmp_path)])
