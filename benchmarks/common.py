@@ -194,11 +194,12 @@ def trained_generator(config: TrainConfig, runs: Path, generators: str | None = 
 
 def score_arm(config: TrainConfig, source: Path, floor: dict, args, out_dir: Path) -> dict:
     """`ganlib evaluate` of one arm's generator (args.n samples against every held-out slice), in the
-    numbers the arm tables show, with the real-vs-real floor beside them."""
+    numbers the arm tables show, with the real-vs-real floor beside them. The audit's nearest-pair figures
+    show training slices (patients): they go to the runs folder, never to `out_dir` in the repository."""
     from ganlib.evaluation.evaluate import evaluate
 
     m = evaluate(source, n=args.n, split="heldout", data=args.data, inception_weights=args.inception_weights,
-                 out_dir=out_dir)["metrics"]
+                 out_dir=out_dir, pair_figures=args.runs / "audit-pairs" / config.name)["metrics"]
     return {
         "images": config.num_epochs * config.epoch_images,
         "fid": m["fid"], "kid": m["kid_mean"], "swd": m["swd"],

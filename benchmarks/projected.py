@@ -120,7 +120,8 @@ def cmd_score(args) -> None:
         path = args.out / f"floor-{config.resolution}" / "report.json"
         if config.resolution not in floors and not path.exists():
             real_floor(n=args.n, split="heldout", data=args.data, resolution=config.resolution,
-                       inception_weights=args.inception_weights, out_dir=path.parent)
+                       inception_weights=args.inception_weights, out_dir=path.parent,
+                       pair_figures=args.runs / "audit-pairs" / path.parent.name)  # patients: not in the repo
         return floors.get(config.resolution) or read_json(path)["metrics"]
 
     results = score_arms(

@@ -477,7 +477,8 @@ def cmd_check(args) -> None:
     shares_fake = class_proportions(masks, y, G_config.positions)
     shares_real = class_proportions(real.masks, real.slice_idx, G_config.positions)
     report = evaluate(args.checkpoint, metrics=args.metrics, n=args.n, split="heldout", data=args.data,
-                      inception_weights=args.inception_weights, out_dir=args.out / "generator-eval")
+                      inception_weights=args.inception_weights, out_dir=args.out / "generator-eval",
+                      pair_figures=args.runs / "generator-eval-audit")  # training slices: not in the repo
     result = {
         "checkpoint": str(args.checkpoint),
         "per_position": per,

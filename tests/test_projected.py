@@ -147,6 +147,10 @@ def test_score_rates_an_arm_trained_elsewhere_against_its_floor(tiny_data, tmp_p
     assert row["fid"] > 0 and row["fid_over_floor"] == row["fid"] / row["floor_fid"] and row["trained_on"] == "a test"
     assert (row["resolution"], row["minutes_here"]) == (64, 45)
     assert "| constlr64-s0 | 64 | 45 |" in (tmp_path / "table.md").read_text()
+    # the audit's nearest-pair figures show training slices: kept out of the results folder
+    assert not list((tmp_path / "constlr64-s0").glob("memorization_pairs_*")) and not list(
+        (tmp_path / "floor-64").glob("memorization_pairs_*"))
+    assert list((tmp_path / "runs" / "audit-pairs").rglob("memorization_pairs_*"))
 
 
 def test_training_one_arm_needs_only_its_own_rate(tiny_data, tmp_path):
