@@ -210,6 +210,20 @@ def score_arm(config: TrainConfig, source: Path, floor: dict, args, out_dir: Pat
     }
 
 
+def save_sample_strip(source, path: Path, n: int = 16, seed: int = 7) -> None:
+    """n samples of a generator in one row, from the same latents for every generator (seed 7), so that
+    recipes can be compared side by side (generated slices, not patients)."""
+    import torch
+
+    from ganlib.checkpoint import load_generator
+    from ganlib.models import sample
+    from ganlib.viz import save_grid
+
+    G, _ = load_generator(source)
+    z = torch.randn(n, G.z_dim, generator=torch.Generator().manual_seed(seed))
+    save_grid(sample(G, z), path, nrow=n)
+
+
 def score_arms(configs: list[TrainConfig], args, floor_of, extra) -> dict:
     """Score every trained arm not in results.json yet (all of them with args.again), saving after each:
     `floor_of(config)` is its floor's metrics, `extra(config)` what its row adds. Returns the results."""
@@ -222,6 +236,7 @@ def score_arms(configs: list[TrainConfig], args, floor_of, extra) -> dict:
         if config.name in results and not args.again:
             continue
         scores = score_arm(config, source, floor_of(config), args, args.out / config.name)
+        save_sample_strip(source, args.out / f"samples-{config.name}.png")
         results[config.name] = {**scores, **extra(config)}
         write_json(args.out / "results.json", results)
         print(config.name, json.dumps(results[config.name]), flush=True)

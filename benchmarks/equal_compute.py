@@ -27,7 +27,16 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, RUNS, budget_config, read_json, read_stats, train_or_resume, write_json
+from benchmarks.common import (
+    RESULTS,
+    RUNS,
+    budget_config,
+    read_json,
+    read_stats,
+    save_sample_strip,
+    train_or_resume,
+    write_json,
+)
 from ganlib.config import TrainConfig, get_preset
 from ganlib.data import load_split
 from ganlib.evaluation.evaluate import evaluate, real_floor
@@ -217,19 +226,13 @@ def score(args) -> None:
 def record(args, job: Job, source, stats: list[dict], rates: dict, trained_on: str, seconds=None) -> None:
     """Evaluate `source` (a run folder or generator file, trained for `job` with per-epoch `stats`) and save
     its row in results.json and the table."""
-    from ganlib.checkpoint import load_generator
-    from ganlib.models import sample
-    from ganlib.viz import save_grid
-
     key = job.key
     eval_dir = args.runs / key / "evaluation" if Path(source).is_file() else Path(source) / "evaluation"
     report = evaluate(
         source, metrics=METRICS, n=N, split="heldout", data=args.data,
         inception_weights=args.inception_weights, out_dir=eval_dir,
     )
-    G, _ = load_generator(source)
-    z = torch.randn(16, G.z_dim, generator=torch.Generator().manual_seed(7))
-    save_grid(sample(G, z), args.out / f"samples-{key}.png", nrow=16)
+    save_sample_strip(source, args.out / f"samples-{key}.png")
     results = read_json(args.out / "results.json")  # another queue may have saved a job meanwhile
     results[key] = {
         "recipe": job.recipe,

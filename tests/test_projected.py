@@ -151,6 +151,7 @@ def test_score_rates_an_arm_trained_elsewhere_against_its_floor(tiny_data, tmp_p
     assert not list((tmp_path / "constlr64-s0").glob("memorization_pairs_*")) and not list(
         (tmp_path / "floor-64").glob("memorization_pairs_*"))
     assert list((tmp_path / "runs" / "audit-pairs").rglob("memorization_pairs_*"))
+    assert (tmp_path / "samples-constlr64-s0.png").exists()
 
 
 def test_training_one_arm_needs_only_its_own_rate(tiny_data, tmp_path):
