@@ -315,3 +315,21 @@ def test_training_metrics_leave_G_and_the_rng_alone():
     assert all(
         torch.equal(a, m.running_mean) for a, m in zip(bn, (m for m in G.modules() if isinstance(m, nn.BatchNorm2d)))
     )
+
+
+def test_audit_pair_figures_stay_out_of_any_git_repository(tmp_path):
+    # A report written into someone's repository: the figures of real training slices get a .gitignore.
+    repo = tmp_path / "their-project"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "results" / ".gitignore").parent.mkdir()
+    (repo / "results" / ".gitignore").write_text("*.tmp\n")
+    train, heldout, fake = to_uint8(blobs(12, 32)), to_uint8(blobs(6, 32, seed=1)), to_uint8(blobs(4, 32, seed=2))
+    audit.run_audit(fake, train, heldout, out_dir=repo / "results")
+    assert (repo / "results" / ".gitignore").read_text().splitlines()[0] == "*.tmp"  # the user's lines are kept
+    assert audit.PAIRS_PATTERN in (repo / "results" / ".gitignore").read_text().splitlines()
+    assert list((repo / "results").glob(audit.PAIRS_PATTERN))
+    audit.run_audit(fake, train, heldout, out_dir=repo / "results")  # a second report adds nothing
+    assert (repo / "results" / ".gitignore").read_text().count(audit.PAIRS_PATTERN) == 1
+    outside = tmp_path / "plain-folder"
+    audit.run_audit(fake, train, heldout, out_dir=outside)
+    assert not (outside / ".gitignore").exists() and list(outside.glob(audit.PAIRS_PATTERN))

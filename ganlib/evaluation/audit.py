@@ -134,6 +134,7 @@ def run_audit(
         out.update(summarise(r))
     figures: dict[str, str] = {}
     if out_dir is not None:
+        keep_out_of_git(Path(pairs_dir or out_dir))
         for r in results:
             name = f"memorization_pairs_{r.space}.png"
             path = Path(pairs_dir or out_dir) / name
@@ -142,6 +143,23 @@ def run_audit(
         plot_distances(results, Path(out_dir) / "memorization_distances.png")
         figures["Nearest-training-slice distances: samples vs held-out slices"] = "memorization_distances.png"
     return out, figures
+
+
+PAIRS_PATTERN = "memorization_pairs_*.png"
+
+
+def keep_out_of_git(folder: Path) -> None:
+    """The nearest-pair figures show real training slices (patients): in a git work tree, a .gitignore
+    beside them keeps them out of commits, whichever repository the report is written into."""
+    folder = folder.absolute()
+    if not any((p / ".git").exists() for p in (folder, *folder.parents)):
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    ignore = folder / ".gitignore"
+    lines = ignore.read_text().splitlines() if ignore.exists() else []
+    if PAIRS_PATTERN not in lines:
+        why = "# the audit's nearest pairs show real training slices"
+        ignore.write_text("\n".join([*lines, why, PAIRS_PATTERN]) + "\n")
 
 
 def plot_closest_pairs(fake: torch.Tensor, train: torch.Tensor, result: SpaceAudit, path: Path, k: int = 8) -> Path:
