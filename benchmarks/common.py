@@ -12,7 +12,9 @@ import io
 import json
 import lzma
 import os
+import struct
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -321,3 +323,34 @@ def load_pack(path: str | os.PathLike) -> dict[str, SliceSet]:
         entries = [(None, None, f, None) for f in a.pop("files").tolist()]
         sets[split] = _slice_set(a, entries, split, path)
     return sets
+
+
+def pack_image_shape(path: str | os.PathLike, split: str = "train") -> tuple[int, ...]:
+    """The shape of one split's images without decoding the pack: `save_pack` writes each split's images
+    first, so when that split leads, the array's header lies in the pack's first kilobytes. Otherwise, or for
+    anything unexpected, the whole pack is loaded (and its one-line error stands)."""
+    path = Path(path)
+    try:
+        with lzma.open(path) if str(path).endswith(".xz") else open(path, "rb") as f:
+            head = f.read(1 << 16)
+        shape = _leading_array_shape(head, f"{split}/images.npy")
+    except (OSError, EOFError, ValueError, struct.error, zlib.error, lzma.LZMAError):
+        shape = None
+    return shape if shape is not None else tuple(load_pack(path)[split].images.shape)
+
+
+def _leading_array_shape(head: bytes, member: str) -> tuple[int, ...] | None:
+    """The shape in the .npy header of a zip's first entry, if that entry is `member` (stored or deflated)."""
+    if head[:4] != b"PK\x03\x04":
+        return None
+    (method,) = struct.unpack("<H", head[8:10])
+    name_len, extra_len = struct.unpack("<HH", head[26:30])
+    if head[30 : 30 + name_len].decode("utf-8", "replace") != member or method not in (0, 8):
+        return None
+    data = head[30 + name_len + extra_len :]
+    if method == 8:
+        data = zlib.decompressobj(-zlib.MAX_WBITS).decompress(data, 4096)
+    f = io.BytesIO(data)
+    version = np.lib.format.read_magic(f)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return tuple(read(f)[0])

@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import load_pack, module_command, read_json, repo_env, save_pack
+from benchmarks.common import load_pack, module_command, pack_image_shape, read_json, repo_env, save_pack
 
 CHUNK = 15 * 2**20  # the device returns files of at most 16 MiB
 MAX_FILES = 8
@@ -383,8 +383,8 @@ EQUAL_JOBS = [("seed", 45, 0), ("seed", 45, 1), ("dcgan-rp", 45, 0), ("dcgan-rp"
 
 
 def pack_resolution(path: str) -> int:
-    """The size of a data pack's slices (its training split's last axis)."""
-    return load_pack(path)["train"].images.shape[-1]
+    """The size of a data pack's slices (its training split's last axis), read from the pack's first bytes."""
+    return pack_image_shape(path)[-1]
 
 
 def cmd_equal(args) -> int:

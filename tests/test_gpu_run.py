@@ -48,6 +48,22 @@ def test_pack_round_trips_the_splits(tmp_path):
         assert [Path(f).name for f in s.files] == back[split].files
 
 
+def test_a_packs_resolution_is_read_without_decoding_the_pack(tmp_path, monkeypatch):
+    import benchmarks.common as common
+    from benchmarks.gpu_run import pack_resolution
+
+    data = write_layout(tmp_path / "data", {"train": [1, 2], "validate": [402]}, slices=3)
+    sets = {s: load_split(s, 32, data) for s in ("train", "validate")}
+    packs = [save_pack(tmp_path / "p.npz", sets), save_pack(tmp_path / "p.npz.xz", sets)]
+    backwards = save_pack(tmp_path / "b.npz", {"validate": sets["validate"], "train": sets["train"]})
+    full = common.load_pack
+    monkeypatch.setattr(common, "load_pack", lambda p: pytest.fail(f"{p} was decoded whole"))
+    assert [pack_resolution(str(p)) for p in packs] == [32, 32]
+    assert common.pack_image_shape(packs[1]) == (6, 1, 32, 32)
+    monkeypatch.setattr(common, "load_pack", full)  # train not first: the whole pack, still right
+    assert common.pack_image_shape(backwards) == (6, 1, 32, 32)
+
+
 def test_unreadable_pack_is_one_clear_error(tmp_path):
     from ganlib.data import DataError
 
