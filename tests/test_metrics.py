@@ -333,3 +333,20 @@ def test_audit_pair_figures_stay_out_of_any_git_repository(tmp_path):
     outside = tmp_path / "plain-folder"
     audit.run_audit(fake, train, heldout, out_dir=outside)
     assert not (outside / ".gitignore").exists() and list(outside.glob(audit.PAIRS_PATTERN))
+
+
+def test_audit_adds_no_gitignore_where_the_repository_already_ignores_the_figures(tmp_path):
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("needs git")
+    repo = tmp_path / "project"
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text(audit.PAIRS_PATTERN + "\n")
+    train, heldout, fake = to_uint8(blobs(12, 32)), to_uint8(blobs(6, 32, seed=1)), to_uint8(blobs(4, 32, seed=2))
+    audit.run_audit(fake, train, heldout, out_dir=repo / "results")
+    assert list((repo / "results").glob(audit.PAIRS_PATTERN)) and not (repo / "results" / ".gitignore").exists()
+    (repo / ".gitignore").write_text("*.tmp\n")  # the pattern gone: the folder gets its own .gitignore again
+    audit.run_audit(fake, train, heldout, out_dir=repo / "results")
+    assert audit.PAIRS_PATTERN in (repo / "results" / ".gitignore").read_text().splitlines()

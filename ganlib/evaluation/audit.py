@@ -155,11 +155,25 @@ def keep_out_of_git(folder: Path) -> None:
     if not any((p / ".git").exists() for p in (folder, *folder.parents)):
         return
     folder.mkdir(parents=True, exist_ok=True)
+    if already_ignored(folder / "memorization_pairs_pixel.png"):
+        return
     ignore = folder / ".gitignore"
     lines = ignore.read_text().splitlines() if ignore.exists() else []
     if PAIRS_PATTERN not in lines:
         why = "# the audit's nearest pairs show real training slices"
         ignore.write_text("\n".join([*lines, why, PAIRS_PATTERN]) + "\n")
+
+
+def already_ignored(path: Path) -> bool:
+    """Whether the repository around `path` already ignores it (`git check-ignore`); False where git cannot tell."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "-C", str(path.parent), "check-ignore", "-q", path.name],
+                              capture_output=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
 
 
 def plot_closest_pairs(fake: torch.Tensor, train: torch.Tensor, result: SpaceAudit, path: Path, k: int = 8) -> Path:
