@@ -169,6 +169,19 @@ def generator_name(checkpoint) -> str:
     return path.parents[1].name if path.parent.name == "checkpoints" else path.stem
 
 
+def generator_fingerprint(checkpoint) -> str:
+    """The start of the generator file's SHA-256: a generator shipped anew under the same path is another one."""
+    import hashlib
+
+    from ganlib.checkpoint import resolve_checkpoint
+
+    digest = hashlib.sha256()
+    with open(resolve_checkpoint(checkpoint), "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
 def train_one(run: dict, args) -> dict:
     """Train and score one U-Net of the scenario; its weights are kept where the second wave needs them."""
     from ganlib.pairs.segment import train_until_stalled
@@ -253,8 +266,9 @@ def cmd_scenario(args) -> None:
 
     path = args.out / "scenario.json"
     results = read_json(path)
-    meta = {"checkpoint": str(args.checkpoint), "n_synthetic": args.n_synthetic, "max_steps": args.max_steps,
-            "eval_every": args.eval_every, "patience": args.patience}
+    meta = {"checkpoint": str(args.checkpoint), "generator_sha256": generator_fingerprint(args.checkpoint),
+            "n_synthetic": args.n_synthetic, "max_steps": args.max_steps, "eval_every": args.eval_every,
+            "patience": args.patience}
     runs = results.setdefault("runs", {})
     if results.get("meta", meta) != meta:  # another generator or rule: keep only what neither changes
         same_rule = all(results["meta"].get(k) == meta[k] for k in ("max_steps", "eval_every", "patience"))
