@@ -113,6 +113,12 @@ def describe(c) -> str:
         parts.append(f"an EMA of G with a {c.ema_kimg:g}k-image half-life")
     if c.augment:
         parts.append(f"DiffAugment ({c.augment}) on {c.augment_p:.0%} of D's inputs")
+    if c.positions and c.condition_kimg:
+        start, end = c.condition_kimg
+        parts.append(f"the slice position brought in gradually from {start:g}k to {end:g}k images")
+    if c.mode_seeking:
+        parts.append(f"mode seeking (weight {c.mode_seeking:g}, capped at {c.mode_seeking_cap:g}, on "
+                     f"{c.mode_seeking_n} slices of each batch)")
     if c.arch == "resnet":
         parts.append(f"residual networks without normalisation, G {c.g_width} and D {c.d_width} wide")
     else:

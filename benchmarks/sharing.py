@@ -566,7 +566,7 @@ def cmd_ship(args) -> None:
 | within-position variety / real's, pixels | {check['variety_ratio_pixel']:.2f} | at least 0.8 |
 | within-position variety / real's, Inception features | {check['variety_ratio_inception']:.2f} | at least 0.8 |
 | mask class shares per position, largest difference from real | {check['mask_share_max_abs_diff']:.3f} | within 0.02 |
-| membership inference AUC (nearest synthetic sample, both ways) | {member['membership_auc']:.3f} | at most 0.55 |
+| membership inference AUC, the strongest attack (nearest synthetic sample; D's score), either way | {member['membership_auc']:.3f} | at most 0.55 |
 
 What a U-Net gains from its pairs: `docs/results.md`, "The sharing scenario".
 """

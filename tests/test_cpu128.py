@@ -83,6 +83,9 @@ def test_the_model_card_describes_the_trained_recipe(cpu128):
     assert "residual networks" in cpu128.describe(get_preset("r3gan"))
     assert "learning rate x0.5 every 10 epochs" in seed and "constant" not in seed
     assert "at a constant learning rate" in cpu128.describe(get_preset("dcgan-rp", lr_gamma=1.0))
+    pairs = cpu128.describe(get_preset("pairs", condition_kimg=(50.0, 150.0), mode_seeking=1.0))
+    assert "from 50k to 150k images" in pairs and "mode seeking (weight 1" in pairs
+    assert "mode seeking" not in seed and "position" not in cpu128.describe(get_preset("pairs"))
 
 
 def test_committed_results_name_paths_without_this_machines_home(cpu128):
