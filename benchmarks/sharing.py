@@ -387,6 +387,10 @@ def cmd_membership(args) -> None:
         d_in = nearest_distance(vec(members.images, members.masks), fake, members.slice_idx, y)
         d_out = torch.cat([nearest_distance(vec(s.images, s.masks), fake, s.slice_idx, y) for s in others])
         result[f"nearest_synthetic_auc_{kind}"] = round(auc(-d_in, -d_out), 4)  # closer = called a member
+        # The nearest-neighbour audit on the same distances: copies, and how close training and held-out come.
+        result[f"exact_copies_{kind}"] = int((d_in == 0).sum())
+        result[f"median_nearest_{kind}"] = {"training": round(float(d_in.median()), 4),
+                                            "held_out": round(float(d_out.median()), 4)}
     path = Path(args.checkpoint)
     state = load(path if path.is_file() else path / "checkpoints" / "latest.pt")
     if "D" in state:
@@ -566,7 +570,7 @@ def cmd_ship(args) -> None:
 | within-position variety / real's, pixels | {check['variety_ratio_pixel']:.2f} | at least 0.8 |
 | within-position variety / real's, Inception features | {check['variety_ratio_inception']:.2f} | at least 0.8 |
 | mask class shares per position, largest difference from real | {check['mask_share_max_abs_diff']:.3f} | within 0.02 |
-| membership inference AUC, the strongest attack (nearest synthetic sample; D's score), either way | {member['membership_auc']:.3f} | at most 0.55 |
+| membership AUC, strongest attack (nearest sample, D's score) | {member['membership_auc']:.3f} | at most 0.55 |
 
 What a U-Net gains from its pairs: `docs/results.md`, "The sharing scenario".
 """

@@ -80,6 +80,12 @@ def test_membership_attacks_give_aucs_and_auc_means_what_it_says(tiny_data, tmp_
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["membership_auc"] == result["membership_auc"]
     kept = tmp_path / "out" / "by-generator" / f"{generator.name}-membership.json"  # each generator's, kept apart
     assert json.loads(kept.read_text()) == result
+    for kind in ("image", "pair"):  # the nearest-neighbour audit from the same distances
+        assert result[f"exact_copies_{kind}"] == 0 and set(result[f"median_nearest_{kind}"]) == {"training", "held_out"}
+    real, y = torch.rand(6, 1, 4, 4), torch.tensor([0, 0, 0, 1, 1, 1])
+    fake = torch.cat([real[:1], torch.rand(3, 1, 4, 4) + 2])  # one copy of a position-0 slice, the rest far off
+    d = sharing.nearest_distance(real, fake, y, torch.tensor([0, 0, 1, 1]))
+    assert d[0] == 0 and (d[1:] > 0).all()  # the copy is found, at its own position only
 
 
 def test_the_generator_check_measures_variety_mask_shares_and_fid(tiny_data, tmp_path, tiny_weights):  # noqa: F811
