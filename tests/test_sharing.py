@@ -135,3 +135,4 @@ def test_a_finished_generator_ships_with_its_report(tmp_path, tiny_weights):  # 
     card = (tmp_path / "shipped.md").read_text()
     check = json.loads((out / "by-generator" / f"{run.name}-check.json").read_text())
     assert f"| {check['variety_ratio_pixel']:.2f} | at least 0.8 |" in card and "test CPU" in card
+    assert all(len(line) <= 115 for line in card.splitlines() if not line.startswith("|"))  # bullets rewrapped
