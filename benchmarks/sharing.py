@@ -99,6 +99,7 @@ def cmd_train(args) -> None:
 
 
 K = (2, 4, 8, 16)
+USES = ("synthetic", "filtered", "pretrained")  # the ways the k subjects use the synthetic pairs
 SYNTHETIC_SETTING = re.compile(r"synthetic|filtered|pretrained")  # the settings that use the generator
 DRAWS = (0, 1, 2)
 N_SYNTHETIC = 5120  # as many synthetic pairs as the real training split has slices
@@ -120,7 +121,7 @@ def scenario_runs(ks, draws) -> list[list[dict]]:
         first = [{"setting": name, "k": None, "draw": d} for name in ("all-real", "synthetic-only")]
         first += [{"setting": f"real-k{k}", "k": k, "draw": d} for k in ks]
         second = [{"setting": f"real-k{k}+{kind}", "k": k, "draw": d}
-                  for k in ks for kind in ("synthetic", "filtered", "pretrained")]
+                  for k in ks for kind in USES]
         waves += [first, second]
     return waves
 
@@ -325,7 +326,35 @@ def scenario_table(summary: dict, results: dict) -> str:
     for key in ("synthetic_only_ratio", "variety_ratio", "membership_auc"):
         if key in summary:
             lines.append(f"\n{key}: {summary[key]}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n" + verdicts(summary)
+
+
+def verdicts(summary: dict) -> str:
+    """What the table says, in words: each use of synthetic data against the issue's bar, per k, and per draw."""
+    import textwrap
+
+    lead = ("What it says. The issue's bar for \"helps\": the setting's mean beats the k real subjects' alone by more "
+            "than twice the larger std over draws. Since the draws move both alike (the same k subjects in each draw), "
+            "the gain per draw is given too:")
+    lines = [textwrap.fill(lead, 115), ""]
+    for k in sorted({v["k"] for v in summary.values() if isinstance(v, dict) and v["k"] is not None}):
+        base = summary.get(f"real-k{k}")
+        if base is None:
+            continue
+        parts = []
+        for use in USES:
+            x = summary.get(f"real-k{k}+{use}")
+            if x and "gain" in x:
+                parts.append(f"+{use} {x['mean_dice']:.3f} ({x['gain']:+.3f} against a bar of {x['bar']:.3f}: "
+                             f"{x['verdict']}; per draw " + ", ".join(f"{g:+.3f}" for g in x["per_draw"]) + ")")
+        lines.append(f"- k={k}: alone {base['mean_dice']:.3f} ± {base['std']:.3f} ({base['runs']} draws); "
+                     + "; ".join(parts))
+    if "synthetic_only_ratio" in summary:
+        ratio = summary["synthetic_only_ratio"]
+        met = f"met by {100 * ratio - 90:.1f}" if ratio >= 0.9 else f"missed by {90 - 100 * ratio:.1f}"
+        lines.append(f"- Synthetic only: {summary['synthetic-only']['mean_dice']:.3f} against all-real "
+                     f"{summary['all-real']['mean_dice']:.3f}, **{ratio:.1%}** (target 90%: {met} points).")
+    return reflow_bullets("\n".join(lines)) + "\n"
 
 
 def summarise(results: dict, previous: dict) -> dict:
@@ -340,6 +369,17 @@ def summarise(results: dict, previous: dict) -> dict:
         dice = [r["mean_tissue_dice"] for r in records]
         summary[setting] = {"k": records[0]["k"], "mean_dice": round(statistics.mean(dice), 4),
                             "std": round(statistics.stdev(dice), 4) if len(dice) > 1 else 0.0, "runs": len(dice)}
+    for setting, records in sorted(by_setting.items()):
+        base_name, _, use = setting.partition("+")
+        if use and base_name in by_setting:
+            base = {r["draw"]: r["mean_tissue_dice"] for r in by_setting[base_name]}
+            per_draw = [r["mean_tissue_dice"] - base[r["draw"]] for r in sorted(records, key=lambda r: r["draw"])
+                        if r["draw"] in base]
+            gain = summary[setting]["mean_dice"] - summary[base_name]["mean_dice"]
+            bar = 2 * max(summary[setting]["std"], summary[base_name]["std"])
+            verdict = "helps" if gain > bar else "hurts" if gain < -bar else "within the bar"
+            summary[setting].update(gain=round(gain, 4), bar=round(bar, 4), verdict=verdict,
+                                    per_draw=[round(g, 4) for g in per_draw])
     if "all-real" in summary and "synthetic-only" in summary:
         ratio = summary["synthetic-only"]["mean_dice"] / summary["all-real"]["mean_dice"]
         summary["synthetic_only_ratio"] = round(ratio, 4)

@@ -136,3 +136,29 @@ def test_a_finished_generator_ships_with_its_report(tmp_path, tiny_weights):  # 
     check = json.loads((out / "by-generator" / f"{run.name}-check.json").read_text())
     assert f"| {check['variety_ratio_pixel']:.2f} | at least 0.8 |" in card and "test CPU" in card
     assert all(len(line) <= 115 for line in card.splitlines() if not line.startswith("|"))  # bullets rewrapped
+
+
+def test_the_report_judges_each_use_against_the_bar_and_per_draw():
+    def run(setting, k, draw, dice):
+        return {"setting": setting, "k": k, "draw": draw, "mean_tissue_dice": dice, "steps": 100}
+
+    runs = [run("real-k2", 2, 0, 0.70), run("real-k2", 2, 1, 0.80), run("real-k2+synthetic", 2, 0, 0.90),
+            run("real-k2+synthetic", 2, 1, 0.92), run("real-k2+filtered", 2, 0, 0.72),
+            run("real-k2+filtered", 2, 1, 0.78), run("real-k2+pretrained", 2, 1, 0.50)]
+    summary = sharing.summarise({"runs": {f"{r['setting']}/draw{r['draw']}": r for r in runs}}, {})
+    mixed, filtered, pretrained = (summary[f"real-k2+{use}"] for use in ("synthetic", "filtered", "pretrained"))
+    # alone 0.75 ± 0.0707: bar 2 x 0.0707; +synthetic 0.91 (+0.16) helps, +filtered 0.75 (0.0) does not
+    assert mixed["verdict"] == "helps" and mixed["gain"] == pytest.approx(0.16) and mixed["bar"] == 0.1414
+    assert mixed["per_draw"] == [0.2, 0.12] and filtered["verdict"] == "within the bar"
+    assert filtered["per_draw"] == [0.02, -0.02]
+    assert pretrained["verdict"] == "hurts" and pretrained["per_draw"] == [-0.3]  # draw 0 not trained yet
+    text = sharing.verdicts(summary)
+    assert "+synthetic 0.910 (+0.160 against a bar of 0.141: helps; per draw +0.200, +0.120)" in " ".join(
+        text.split())
+    assert all(len(line) <= 115 for line in text.splitlines())
+
+
+def test_the_results_document_carries_the_saved_scenario_report():
+    """docs/results.md shows table.md as `report` wrote it, so its scenario figures come from the repository."""
+    table = (sharing.OUT / "table.md").read_text().strip()
+    assert table in (sharing.RESULTS.parents[1] / "docs" / "results.md").read_text()
