@@ -354,3 +354,23 @@ def _leading_array_shape(head: bytes, member: str) -> tuple[int, ...] | None:
     version = np.lib.format.read_magic(f)
     read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     return tuple(read(f)[0])
+
+
+def reflow_bullets(text: str, width: int = 115) -> str:
+    """Markdown bullets (a "- " line and its indented continuations) rewrapped to `width`: a card or report whose
+    sentences come from configs and numbers reads as well as one written by hand."""
+    import textwrap
+
+    lines, out, i = text.split("\n"), [], 0
+    while i < len(lines):
+        if not lines[i].startswith("- "):
+            out.append(lines[i])
+            i += 1
+            continue
+        j = i + 1
+        while j < len(lines) and lines[j].startswith("  "):
+            j += 1
+        out.append(textwrap.fill(" ".join(line.strip() for line in lines[i:j]), width, subsequent_indent="  ",
+                                 break_long_words=False, break_on_hyphens=False))
+        i = j
+    return "\n".join(out)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, RUNS, find_run, read_json, read_stats, shown, train_or_resume
+from benchmarks.common import RESULTS, RUNS, find_run, read_json, read_stats, reflow_bullets, shown, train_or_resume
 from benchmarks.equal_compute import job_config
 
 OUT = RESULTS / "cpu128"
@@ -131,7 +131,7 @@ def model_card(config, s: dict, m: dict, floor: dict, reports: str) -> str:
     """The shipped generator's report: what it is, how it was trained, how it scores, from the numbers."""
     minutes = s["images"] / s["rate_images_per_s"] / 60
     row = "| {} | {:.1f} | {:.4f} | {:.1f} | {:.3f} / {:.3f} | {:.0f} | {:.3f} / {:.4f} |"
-    return "\n".join([
+    return reflow_bullets("\n".join([
         f"# {SHIPPED}.pt: the 128x128 OASIS generator trained on this project's 2-core CPU",
         "",
         f"- **What**: the EMA generator (fp16 state dict, config and per-epoch stats inside, {s['file_mb']} MB) of the "
@@ -156,7 +156,7 @@ def model_card(config, s: dict, m: dict, floor: dict, reports: str) -> str:
         "",
         f"FID is {s['fid_over_floor']:.1f}x the floor's. Reports: `{reports}/` and the floor's beside it.",
         "",
-    ])
+    ]))
 
 
 def main(argv=None) -> None:

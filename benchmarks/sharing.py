@@ -44,6 +44,7 @@ from benchmarks.common import (
     measure_rate,
     own_base,
     read_json,
+    reflow_bullets,
     synthetic_pairs,
     train_named,
     write_configs,
@@ -616,26 +617,6 @@ What a U-Net gains from its pairs: `docs/results.md`, "The sharing scenario".
 """
     target.with_suffix(".md").write_text(reflow_bullets(card))
     print(f"shipped {shown(target)} ({size_mb:.1f} MB) and its report")
-
-
-def reflow_bullets(text: str, width: int = 115) -> str:
-    """Markdown bullets (a "- " line and its indented continuations) rewrapped to `width`: a card whose recipe
-    sentence comes from the config reads as well as one written by hand."""
-    import textwrap
-
-    lines, out, i = text.split("\n"), [], 0
-    while i < len(lines):
-        if not lines[i].startswith("- "):
-            out.append(lines[i])
-            i += 1
-            continue
-        j = i + 1
-        while j < len(lines) and lines[j].startswith("  "):
-            j += 1
-        out.append(textwrap.fill(" ".join(line.strip() for line in lines[i:j]), width, subsequent_indent="  ",
-                                 break_long_words=False, break_on_hyphens=False))
-        i = j
-    return "\n".join(out)
 
 
 def main(argv=None) -> None:

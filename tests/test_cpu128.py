@@ -58,8 +58,12 @@ def test_train_resume_finish_on_tiny_data(cpu128, tmp_path, tiny_weights, monkey
     G, config = load_generator(run / "oasis128_cpu.pt")
     assert config.resolution == 128 and config.loss == "rpgan" and (results / "samples.png").exists()
     card = (results / "model_card.md").read_text()  # the model card beside the weights
-    assert "640 images (10 epochs of 64)" in card and f"| oasis128_cpu | {summary['fid']:.1f} |" in card
-    assert cpu128.describe(config) in card  # the recipe in words is the trained config's
+    words = " ".join(card.split())  # its bullets are rewrapped to 115 columns
+    assert "640 images (10 epochs of 64)" in words and f"| oasis128_cpu | {summary['fid']:.1f} |" in card
+    assert " ".join(cpu128.describe(config).split()) in words  # the recipe in words is the trained config's
+    long = [line for line in card.splitlines()  # (a path longer than a line stays whole)
+            if line.startswith(("- ", "  ")) and len(line) > 115 and len(line.split()) > 1]
+    assert not long, long
     # The audit's nearest pairs show real training slices: drawn beside the run, not in the results (committed).
     assert not list(out.rglob("memorization_pairs_*.png")) and (out / "floor" / "memorization_distances.png").exists()
     assert sorted(p.name for p in (run / "audit").iterdir()) == ["memorization_pairs_inception.png",
