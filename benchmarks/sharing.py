@@ -378,7 +378,10 @@ def summarise(results: dict, previous: dict) -> dict:
                         if r["draw"] in base]
             gain = summary[setting]["mean_dice"] - summary[base_name]["mean_dice"]
             bar = 2 * max(summary[setting]["std"], summary[base_name]["std"])
-            verdict = "helps" if gain > bar else "hurts" if gain < -bar else "within the bar"
+            if min(len(records), len(by_setting[base_name])) < 2:
+                verdict = "one draw: no spread yet"  # a bar of 2 x std needs a std on both sides
+            else:
+                verdict = "helps" if gain > bar else "hurts" if gain < -bar else "within the bar"
             summary[setting].update(gain=round(gain, 4), bar=round(bar, 4), verdict=verdict,
                                     per_draw=[round(g, 4) for g in per_draw])
     if "all-real" in summary and "synthetic-only" in summary:

@@ -144,14 +144,18 @@ def test_the_report_judges_each_use_against_the_bar_and_per_draw():
 
     runs = [run("real-k2", 2, 0, 0.70), run("real-k2", 2, 1, 0.80), run("real-k2+synthetic", 2, 0, 0.90),
             run("real-k2+synthetic", 2, 1, 0.92), run("real-k2+filtered", 2, 0, 0.72),
-            run("real-k2+filtered", 2, 1, 0.78), run("real-k2+pretrained", 2, 1, 0.50)]
+            run("real-k2+filtered", 2, 1, 0.78), run("real-k2+pretrained", 2, 0, 0.52),
+            run("real-k2+pretrained", 2, 1, 0.50), run("real-k4", 4, 0, 0.80), run("real-k4+synthetic", 4, 1, 0.85)]
     summary = sharing.summarise({"runs": {f"{r['setting']}/draw{r['draw']}": r for r in runs}}, {})
     mixed, filtered, pretrained = (summary[f"real-k2+{use}"] for use in ("synthetic", "filtered", "pretrained"))
     # alone 0.75 ± 0.0707: bar 2 x 0.0707; +synthetic 0.91 (+0.16) helps, +filtered 0.75 (0.0) does not
     assert mixed["verdict"] == "helps" and mixed["gain"] == pytest.approx(0.16) and mixed["bar"] == 0.1414
     assert mixed["per_draw"] == [0.2, 0.12] and filtered["verdict"] == "within the bar"
     assert filtered["per_draw"] == [0.02, -0.02]
-    assert pretrained["verdict"] == "hurts" and pretrained["per_draw"] == [-0.3]  # draw 0 not trained yet
+    assert pretrained["verdict"] == "hurts" and pretrained["per_draw"] == [-0.18, -0.3]
+    # one draw on a side has no spread, so no bar to judge by; a draw without its base has no gain per draw
+    assert summary["real-k4+synthetic"]["verdict"] == "one draw: no spread yet"
+    assert summary["real-k4+synthetic"]["per_draw"] == []
     text = sharing.verdicts(summary)
     assert "+synthetic 0.910 (+0.160 against a bar of 0.141: helps; per draw +0.200, +0.120)" in " ".join(
         text.split())
