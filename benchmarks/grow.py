@@ -23,8 +23,10 @@ from benchmarks.common import (
     RESULTS,
     RUNS,
     add_scoring_options,
+    find_run,
     measure_rate,
     read_json,
+    read_stats,
     score_arms,
     train_named,
     write_configs,
@@ -110,7 +112,17 @@ def cmd_score(args) -> None:
     rates = read_json(args.out / "rates.json")
     results = score_arms(arms(args), args, lambda c: floor,
                          lambda c: {"grow_kimg": list(c.grow_kimg), "minutes_here": MINUTES})
+    for name, r in results.items():  # what each arm trained here really took (the budget is set in images)
+        if "loop_minutes" not in r and (minutes := loop_minutes(args.runs / name)) is not None:
+            r["loop_minutes"] = minutes
+    write_json(args.out / "results.json", results)
     write_table(args.out, results, rates, floor)
+
+
+def loop_minutes(folder: Path) -> float | None:
+    """Minutes of training loop a finished run under `folder` logged (its epochs' seconds summed), or None."""
+    run = find_run(folder)
+    return round(sum(s["seconds"] for s in read_stats(run)) / 60, 1) if run is not None else None
 
 
 def write_table(out: Path, results: dict, rates: dict, floor: dict) -> None:
@@ -120,11 +132,14 @@ def write_table(out: Path, results: dict, rates: dict, floor: dict) -> None:
         "",
         "Images/s here: " + ", ".join(f"{k} px {v['images_per_s']}" for k, v in rates.items()) + ".",
         "",
-        f"| arm | images | FID ({N} vs held-out) | x floor | KID | SWD x1e3 | exact copies | share near train |",
-        "|---|---|---|---|---|---|---|---|",
+        f"| arm | images | minutes here (loop) | FID ({N} vs held-out) | x floor | KID | SWD x1e3 | exact copies "
+        "| share near train |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(results.items()):
-        lines.append(f"| {name} | {r['images']:,} | {r['fid']:.1f} | {r['fid_over_floor']:.1f} | {r['kid']:.4f} | "
+        minutes = f"{r['loop_minutes']:.1f}" if "loop_minutes" in r else "-"
+        lines.append(f"| {name} | {r['images']:,} | {minutes} | {r['fid']:.1f} | {r['fid_over_floor']:.1f} | "
+                     f"{r['kid']:.4f} | "
                      f"{r['swd']:.1f} | {r['exact_copies']:.0f} | {r['share_near_train_pixel']:.3f} |")
     lines += ["", f"Floor (2,000 training slices against the held-out ones): FID {floor['fid']:.1f}, share near "
               f"train {floor['mem_share_pixel']:.3f}.", ""]

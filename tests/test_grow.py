@@ -131,3 +131,23 @@ def test_the_arms_spend_equal_minutes_at_their_measured_rates(tmp_path, capsys):
         "flat-s0.json", "grow-10-20-60-s0.json", "grow-15-30-45-s0.json"]
     with pytest.raises(SystemExit, match="unknown run 'nope'"):
         grow.main(["train", "nope", "--out", str(tmp_path)])
+
+
+def test_the_table_says_what_each_arm_took_here(tmp_path):
+    """The budget is set in images; the table shows the minutes a run trained here really logged, '-' for an
+    arm trained elsewhere (a lent GPU), so a slower or busier machine shows instead of hiding."""
+    from benchmarks import grow
+
+    run = tmp_path / "runs" / "flat-s0" / "00000-flat-s0"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "latest.pt").write_bytes(b"")
+    (run / "stats.jsonl").write_text("".join(json.dumps({"epoch": e, "seconds": 600.0}) + "\n" for e in (1, 2, 3)))
+    assert grow.loop_minutes(tmp_path / "runs" / "flat-s0") == 30.0
+    assert grow.loop_minutes(tmp_path / "runs" / "grow-15-30-45-s0") is None
+    row = {"images": 640, "fid": 30.0, "fid_over_floor": 5.0, "kid": 0.03, "swd": 10.0, "exact_copies": 0.0,
+           "share_near_train_pixel": 0.01}
+    results = {"flat-s0": {**row, "loop_minutes": 30.0}, "grow-15-30-45-s0": row}
+    grow.write_table(tmp_path, results, {"128": {"images_per_s": 20.0, "cpu": "test"}},
+                     {"fid": 6.0, "mem_share_pixel": 0.03})
+    table = (tmp_path / "table.md").read_text()
+    assert "| flat-s0 | 640 | 30.0 | 30.0 | 5.0 |" in table and "| grow-15-30-45-s0 | 640 | - | 30.0 |" in table
