@@ -151,3 +151,11 @@ def test_the_table_says_what_each_arm_took_here(tmp_path):
                      {"fid": 6.0, "mem_share_pixel": 0.03})
     table = (tmp_path / "table.md").read_text()
     assert "| flat-s0 | 640 | 30.0 | 30.0 | 5.0 |" in table and "| grow-15-30-45-s0 | 640 | - | 30.0 |" in table
+
+
+def test_the_results_document_carries_the_saved_growth_table():
+    """docs/results.md shows table.md's rows as `score` wrote them, so its growth figures come from the repository."""
+    from benchmarks import grow
+
+    body = (grow.OUT / "table.md").read_text().split("\n", 2)[2].strip()  # all but the title line
+    assert body in (grow.OUT.parents[2] / "docs" / "results.md").read_text()
