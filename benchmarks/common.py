@@ -194,9 +194,19 @@ def trained_generator(config: TrainConfig, runs: Path, generators: str | None = 
     return run / "checkpoints" / "latest.pt"
 
 
+def loop_minutes(source: Path) -> float | None:
+    """Minutes of training loop the run behind a checkpoint logged (its epochs' seconds summed), when the
+    checkpoint is a local run's latest.pt; None for a generator trained elsewhere (a lent GPU)."""
+    if source.name != "latest.pt" or source.parent.name != "checkpoints":
+        return None
+    stats = read_stats(source.parents[1])
+    return round(sum(s["seconds"] for s in stats) / 60, 1) if stats else None
+
+
 def score_arm(config: TrainConfig, source: Path, floor: dict, args, out_dir: Path) -> dict:
     """`ganlib evaluate` of one arm's generator (args.n samples against every held-out slice), in the
-    numbers the arm tables show, with the real-vs-real floor beside them. The audit's nearest-pair figures
+    numbers the arm tables show, with the real-vs-real floor beside them, and the minutes its run trained
+    here (the budgets are set in images; this shows what they took). The audit's nearest-pair figures
     show training slices (patients): they go to the runs folder, never to `out_dir` in the repository."""
     from ganlib.evaluation.evaluate import evaluate
 
@@ -209,7 +219,7 @@ def score_arm(config: TrainConfig, source: Path, floor: dict, args, out_dir: Pat
         "exact_copies": m["mem_exact_copies"], "share_near_train_pixel": m["mem_share_pixel"],
         "floor_share_near_train_pixel": floor["mem_share_pixel"],
         "trained_on": args.trained_on,
-    }
+    } | ({"loop_minutes": minutes} if (minutes := loop_minutes(source)) is not None else {})
 
 
 def save_sample_strip(source, path: Path, n: int = 16, seed: int = 7) -> None:

@@ -23,10 +23,8 @@ from benchmarks.common import (
     RESULTS,
     RUNS,
     add_scoring_options,
-    find_run,
     measure_rate,
     read_json,
-    read_stats,
     score_arms,
     train_named,
     write_configs,
@@ -112,17 +110,7 @@ def cmd_score(args) -> None:
     rates = read_json(args.out / "rates.json")
     results = score_arms(arms(args), args, lambda c: floor,
                          lambda c: {"grow_kimg": list(c.grow_kimg), "minutes_here": MINUTES})
-    for name, r in results.items():  # what each arm trained here really took (the budget is set in images)
-        if "loop_minutes" not in r and (minutes := loop_minutes(args.runs / name)) is not None:
-            r["loop_minutes"] = minutes
-    write_json(args.out / "results.json", results)
     write_table(args.out, results, rates, floor)
-
-
-def loop_minutes(folder: Path) -> float | None:
-    """Minutes of training loop a finished run under `folder` logged (its epochs' seconds summed), or None."""
-    run = find_run(folder)
-    return round(sum(s["seconds"] for s in read_stats(run)) / 60, 1) if run is not None else None
 
 
 def write_table(out: Path, results: dict, rates: dict, floor: dict) -> None:
@@ -139,8 +127,8 @@ def write_table(out: Path, results: dict, rates: dict, floor: dict) -> None:
     for name, r in sorted(results.items()):
         minutes = f"{r['loop_minutes']:.1f}" if "loop_minutes" in r else "-"
         lines.append(f"| {name} | {r['images']:,} | {minutes} | {r['fid']:.1f} | {r['fid_over_floor']:.1f} | "
-                     f"{r['kid']:.4f} | "
-                     f"{r['swd']:.1f} | {r['exact_copies']:.0f} | {r['share_near_train_pixel']:.3f} |")
+                     f"{r['kid']:.4f} | {r['swd']:.1f} | {r['exact_copies']:.0f} | "
+                     f"{r['share_near_train_pixel']:.3f} |")
     lines += ["", f"Floor (2,000 training slices against the held-out ones): FID {floor['fid']:.1f}, share near "
               f"train {floor['mem_share_pixel']:.3f}.", ""]
     (out / "table.md").write_text("\n".join(lines))

@@ -137,13 +137,14 @@ def write_table(out: Path, results: dict, rates: dict) -> None:
         "",
         "Images/s here: " + ", ".join(f"{k} {v['images_per_s']} ({v['cpu']})" for k, v in rates.items()) + ".",
         "",
-        f"| arm | px | minutes | images | FID ({N} vs held-out) | x floor | KID | SWD x1e3 | exact copies "
+        f"| arm | px | minutes (loop here) | images | FID ({N} vs held-out) | x floor | KID | SWD x1e3 | exact copies "
         "| share near train (floor) |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in sorted(results.items()):
+        minutes = f"{r['minutes_here']}" + (f" ({r['loop_minutes']:.1f})" if "loop_minutes" in r else "")
         lines.append(
-            f"| {name} | {r['resolution']} | {r['minutes_here']} | {r['images']:,} | {r['fid']:.1f} | "
+            f"| {name} | {r['resolution']} | {minutes} | {r['images']:,} | {r['fid']:.1f} | "
             f"{r['fid_over_floor']:.1f} | {r['kid']:.4f} | {r['swd']:.1f} | {r['exact_copies']:.0f} | "
             f"{r['share_near_train_pixel']:.3f} ({r['floor_share_near_train_pixel']:.3f}) |"
         )

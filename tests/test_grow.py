@@ -137,13 +137,15 @@ def test_the_table_says_what_each_arm_took_here(tmp_path):
     """The budget is set in images; the table shows the minutes a run trained here really logged, '-' for an
     arm trained elsewhere (a lent GPU), so a slower or busier machine shows instead of hiding."""
     from benchmarks import grow
+    from benchmarks.common import loop_minutes
 
     run = tmp_path / "runs" / "flat-s0" / "00000-flat-s0"
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "latest.pt").write_bytes(b"")
     (run / "stats.jsonl").write_text("".join(json.dumps({"epoch": e, "seconds": 600.0}) + "\n" for e in (1, 2, 3)))
-    assert grow.loop_minutes(tmp_path / "runs" / "flat-s0") == 30.0
-    assert grow.loop_minutes(tmp_path / "runs" / "grow-15-30-45-s0") is None
+    assert loop_minutes(run / "checkpoints" / "latest.pt") == 30.0
+    (tmp_path / "generators").mkdir()  # a generator trained elsewhere: no run of this machine behind it
+    assert loop_minutes(tmp_path / "generators" / "grow-15-30-45-s0.pt") is None
     row = {"images": 640, "fid": 30.0, "fid_over_floor": 5.0, "kid": 0.03, "swd": 10.0, "exact_copies": 0.0,
            "share_near_train_pixel": 0.01}
     results = {"flat-s0": {**row, "loop_minutes": 30.0}, "grow-15-30-45-s0": row}

@@ -145,7 +145,7 @@ def test_score_rates_an_arm_trained_elsewhere_against_its_floor(tiny_data, tmp_p
     assert list(results) == ["constlr64-s0"]
     row = results["constlr64-s0"]
     assert row["fid"] > 0 and row["fid_over_floor"] == row["fid"] / row["floor_fid"] and row["trained_on"] == "a test"
-    assert (row["resolution"], row["minutes_here"]) == (64, 45)
+    assert (row["resolution"], row["minutes_here"]) == (64, 45) and "loop_minutes" not in row  # not trained here
     assert "| constlr64-s0 | 64 | 45 |" in (tmp_path / "table.md").read_text()
     # the audit's nearest-pair figures show training slices: kept out of the results folder
     assert not list((tmp_path / "constlr64-s0").glob("memorization_pairs_*")) and not list(
