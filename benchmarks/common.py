@@ -155,13 +155,17 @@ def measure_rate(config: TrainConfig, train_set, runs: Path, images: int) -> dic
 
 
 def cpu_name() -> str:
-    """The processor's model name and core count (Linux), or ''."""
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
+    """The processor as results name it: model, cores and its widest vector unit (AMX, AVX-512 with or without
+    bf16, AVX2), since two machines of one model name can train at very different rates; '' if unreadable."""
+    from benchmarks.flops import cpu_info
+
+    info = cpu_info()
+    if info["model"] == "unknown":
         return ""
-    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
-    return f"{names[0]}, {os.cpu_count()} cores" if names else ""
+    flags = set(info["flags"])
+    unit = next((name for flag, name in (("amx_bf16", "AMX"), ("avx512_bf16", "AVX-512 bf16"),
+                                         ("avx512f", "AVX-512"), ("avx2", "AVX2")) if flag in flags), "")
+    return ", ".join(part for part in (info["model"], f"{info['cores']} cores", unit) if part)
 
 
 def write_configs(configs: list[TrainConfig], folder: str | os.PathLike) -> None:

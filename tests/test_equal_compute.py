@@ -131,3 +131,19 @@ def test_summary_gives_mean_and_spread_over_seeds(ec, tmp_path):
     assert "| seed | 45 | 1 | 1 | 1.0 | H100 | 50.0 | 10.0x |" in table  # a run, and where it trained
     assert "| seed | 45 | 2 | 45.0 | 10.0 | 10.0x |" in table  # the recipe at 45 minutes over its two seeds
     assert (tmp_path / "fid_vs_minutes.png").stat().st_size > 0
+
+
+def test_the_machine_is_named_by_its_vector_unit(monkeypatch):
+    """Budgets come from measured rates, so results name the CPU with what sets its speed on this code: two
+    'AMD EPYC, 2 cores' machines, one with bf16 units and one with AVX2 only, are different machines."""
+    from benchmarks import common, flops
+
+    def machine(flags):
+        monkeypatch.setattr(flops, "cpu_info", lambda: {"model": "AMD EPYC", "mhz": 0.0, "cores": 2, "flags": flags})
+        return common.cpu_name()
+
+    assert machine(["avx2", "fma"]) == "AMD EPYC, 2 cores, AVX2"
+    assert machine(["avx2", "avx512f", "avx512_bf16"]) == "AMD EPYC, 2 cores, AVX-512 bf16"
+    assert machine(["avx2", "avx512f", "amx_bf16", "amx_tile"]) == "AMD EPYC, 2 cores, AMX"
+    monkeypatch.setattr(flops, "cpu_info", lambda: {"model": "unknown", "mhz": 0.0, "cores": 2, "flags": []})
+    assert common.cpu_name() == ""
