@@ -50,6 +50,7 @@ ARMS: dict[str, tuple[TrainConfig, int]] = {
     "constlr64": (BASE64, 45),
     "proj64": (dataclasses.replace(BASE64, d_features=FEATURES), 45),
     "proj64-heads": (dataclasses.replace(BASE64, d_features=FEATURES, d_pixel=False), 45),
+    "constlr128": (BASE128, 90),  # benchmarks.grow's `flat`, here for its rate beside proj128's on one machine
     "proj128": (dataclasses.replace(BASE128, d_features=FEATURES), 90),
 }
 
