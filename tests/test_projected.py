@@ -4,6 +4,7 @@ in one line."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 
@@ -166,3 +167,30 @@ def test_training_one_arm_needs_only_its_own_rate(tiny_data, tmp_path):
                     "--runs", str(tmp_path / "runs")])
     with pytest.raises(SystemExit, match="no rate for proj64; run"):
         bench.main(["train", "proj64-s0", "--data", str(tiny_data), "--out", str(tmp_path)])
+
+
+def test_the_128px_rates_are_scaled_to_the_flat_arms_budget(tmp_path):
+    """`scale-rates` takes constlr128 and proj128 measured on one machine and scales both so that constlr128 trains
+    flat-s0's images (benchmarks.grow's 128 px rate): proj128 keeps its measured ratio, so it gets fewer images by
+    what its heads cost per step. A folder without both rates is refused in one line."""
+    from benchmarks import grow
+    from benchmarks import projected as bench
+    from benchmarks.common import RESULTS
+
+    flat = json.loads((RESULTS / "grow-cpu128" / "rates.json").read_text())["128"]["images_per_s"]
+    here = tmp_path / "machine"
+    here.mkdir()
+    (here / "rates.json").write_text(json.dumps({"constlr128": {"images_per_s": 5.0, "cpu": "test"},
+                                                 "proj128": {"images_per_s": 4.0, "cpu": "test"}}))
+    bench.main(["scale-rates", "--rates-from", str(here), "--out", str(tmp_path)])
+    rates = json.loads((tmp_path / "rates.json").read_text())
+    assert rates["constlr128"]["images_per_s"] == flat and rates["proj128"]["images_per_s"] == round(flat * 0.8, 1)
+    assert rates["proj128"]["measured_images_per_s"] == 4.0
+    configs = bench.arm_configs(argparse.Namespace(out=tmp_path, arms=["constlr128", "proj128"], seeds=[0]))
+    assert configs[1].num_epochs * configs[1].epoch_images < configs[0].num_epochs * configs[0].epoch_images
+    flat_s0 = grow.arm_config("flat", 0, json.loads((RESULTS / "grow-cpu128" / "rates.json").read_text()))
+    assert configs[0].num_epochs * configs[0].epoch_images == flat_s0.num_epochs * flat_s0.epoch_images
+
+    (here / "rates.json").write_text(json.dumps({"proj128": {"images_per_s": 4.0}}))
+    with pytest.raises(SystemExit, match="no rate for constlr128"):
+        bench.main(["scale-rates", "--rates-from", str(here), "--out", str(tmp_path)])
