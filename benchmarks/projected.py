@@ -55,6 +55,8 @@ ARMS: dict[str, tuple[TrainConfig, int]] = {
     "constlr128": (BASE128, 90),  # benchmarks.grow's `flat`, here for its rate beside proj128's on one machine
     "proj128": (dataclasses.replace(BASE128, d_features=FEATURES), 90),
 }
+# Arms here only for their rate: trained and scored by the benchmark they belong to, so left out by default.
+RATE_ONLY = {"constlr128": "it is benchmarks.grow's flat arm: python -m benchmarks.grow train flat-s0"}
 
 
 def cmd_features(args) -> None:
@@ -132,6 +134,9 @@ def arm_configs(args) -> list[TrainConfig]:
 
 
 def cmd_train(args) -> None:
+    base = (args.arm or "").rpartition("-s")[0]
+    if base in RATE_ONLY:
+        raise SystemExit(f"{args.arm}: not trained here; {RATE_ONLY[base]}")
     args.arms = own_base(args.arm or "", args.arms)
     train_named(arm_configs(args), args.arm, args.runs, args.data)
 
@@ -183,7 +188,7 @@ def main(argv=None) -> None:
     p.add_argument("command", choices=("features", "rates", "scale-rates", "configs", "train", "score"))
     p.add_argument("arm", nargs="?", help="train: the arm, e.g. proj64-s0")
     p.add_argument("--data", help="data root (default: the library's choice)")
-    p.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    p.add_argument("--arms", nargs="+", default=[a for a in ARMS if a not in RATE_ONLY], choices=list(ARMS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--images", type=int, default=1920, help="rates: images per measuring epoch")
     p.add_argument("--rates-from", default=str(RESULTS / "projected-avx2"),
