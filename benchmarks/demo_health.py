@@ -21,7 +21,16 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import RESULTS, RUNS, find_run, read_json, read_stats, train_or_resume, write_json
+from benchmarks.common import (
+    RESULTS,
+    RUNS,
+    cpu_name,
+    find_run,
+    read_json,
+    read_stats,
+    train_or_resume,
+    write_json,
+)
 from ganlib.config import get_preset
 from ganlib.data import DEMO_ROOT, load_split
 from ganlib.train import COLLAPSED_BELOW
@@ -58,7 +67,7 @@ def run_all(args) -> dict:
                 "load1_before": round(load, 2),
                 "run": run.name,
             }
-            results["meta"] = {"cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+            results["meta"] = {"cpu": cpu_name() or platform.machine(), "threads": torch.get_num_threads(),
                                "torch": torch.__version__, "data": "the bundled demo set",
                                "collapsed_below": COLLAPSED_BELOW, "date": time.strftime("%Y-%m-%d")}
             print(key, results[key], flush=True)
