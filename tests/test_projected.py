@@ -190,6 +190,7 @@ def test_the_128px_rates_are_scaled_to_the_flat_arms_budget(tmp_path):
     rates = json.loads((tmp_path / "rates.json").read_text())
     assert rates["constlr128"]["images_per_s"] == flat and rates["proj128"]["images_per_s"] == round(flat * 0.8, 1)
     assert rates["proj128"]["measured_images_per_s"] == 4.0
+    assert bench.rate_said(rates["proj128"]) == f"{round(flat * 0.8, 1)} (scaled from 4.0 on test)"
     configs = bench.arm_configs(argparse.Namespace(out=tmp_path, arms=["constlr128", "proj128"], seeds=[0]))
     assert configs[1].num_epochs * configs[1].epoch_images < configs[0].num_epochs * configs[0].epoch_images
     flat_s0 = grow.arm_config("flat", 0, json.loads((RESULTS / "grow-cpu128" / "rates.json").read_text()))
