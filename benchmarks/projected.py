@@ -14,6 +14,12 @@ not the feature network under D, so the score cannot reward D's own view.
     python -m benchmarks.projected scale-rates --rates-from OTHER   # ... as budgets in flat-s0's units
     python -m benchmarks.projected train proj64-s0 --data $D          # one arm (run again to resume)
     python -m benchmarks.projected score --data $D --inception-weights $W   # FID, audit, table.md
+
+A machine too slow for the arms' own minutes compares them at fewer minutes of its own rates, in a results
+folder of its own (runs in ~/ganlib-runs/<that folder's name>):
+
+    python -m benchmarks.projected train constlr128-s0 --minutes 45 --out benchmarks/results/projected-avx2 --data $D
+    python -m benchmarks.projected score --arms constlr128 proj128 --seeds 0 --minutes 45 --out ... --data $D ...
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ ARMS: dict[str, tuple[TrainConfig, int]] = {
     "constlr128": (BASE128, 90),  # benchmarks.grow's `flat`, here for its rate beside proj128's on one machine
     "proj128": (dataclasses.replace(BASE128, d_features=FEATURES), 90),
 }
-# Arms here only for their rate: trained and scored by the benchmark they belong to, so left out by default.
+# Arms whose rate, scaled to another benchmark's arm (scale-rates), makes them that arm: trained and scored there.
 RATE_ONLY = {"constlr128": "it is benchmarks.grow's flat arm: python -m benchmarks.grow train flat-s0"}
 
 
@@ -129,15 +135,20 @@ def scale_rates(args) -> None:
     write_json(args.out / "rates.json", rates)
 
 
+def arms_of(args) -> dict[str, tuple[TrainConfig, int]]:
+    """ARMS, each given `--minutes` in place of its own minutes where that option is set."""
+    return {name: (config, args.minutes or minutes) for name, (config, minutes) in ARMS.items()}
+
+
 def arm_configs(args) -> list[TrainConfig]:
-    return budget_configs(ARMS, args.arms, args.seeds, args.out / "rates.json")
+    return budget_configs(arms_of(args), args.arms, args.seeds, args.out / "rates.json")
 
 
 def cmd_train(args) -> None:
     base = (args.arm or "").rpartition("-s")[0]
-    if base in RATE_ONLY:
+    if base in RATE_ONLY and "scaled_to" in read_json(args.out / "rates.json").get(base, {}):
         raise SystemExit(f"{args.arm}: not trained here; {RATE_ONLY[base]}")
-    args.arms = own_base(args.arm or "", args.arms)
+    args.arms = own_base(args.arm or "", list(ARMS))
     train_named(arm_configs(args), args.arm, args.runs, args.data)
 
 
@@ -158,7 +169,7 @@ def cmd_score(args) -> None:
 
     results = score_arms(
         arm_configs(args), args, floor_of,
-        lambda c: {"resolution": c.resolution, "minutes_here": ARMS[c.name.rsplit("-s", 1)[0]][1]},
+        lambda c: {"resolution": c.resolution, "minutes_here": arms_of(args)[c.name.rsplit("-s", 1)[0]][1]},
     )
     write_table(args.out, results, read_json(args.out / "rates.json"))
 
@@ -203,10 +214,13 @@ def main(argv=None) -> None:
     p.add_argument("--max-steps", type=int, default=2000, help="features: the U-Net's most steps")
     p.add_argument("--features-out", help="features: where to write the U-Net (default: the shipped unet64.pt)")
     p.add_argument("--to", default=".gpu/projected", help="configs: the folder for the arms' JSON files")
-    p.add_argument("--out", type=Path, default=OUT)
-    p.add_argument("--runs", type=Path, default=RUNS)
+    p.add_argument("--minutes", type=int, help="configs/train/score: minutes of this CPU per arm, in place of "
+                   "each arm's own (a shorter comparison on a slower machine; give it its own --out)")
+    p.add_argument("--out", type=Path, default=OUT, help="results folder (its rates.json sets the budgets)")
+    p.add_argument("--runs", type=Path, help="runs folder (default: ~/ganlib-runs/<the --out folder's name>)")
     add_scoring_options(p, N)
     args = p.parse_args(argv)
+    args.runs = args.runs or RUNS.parent / args.out.name
     commands = {
         "features": cmd_features, "rates": measure_rates, "scale-rates": scale_rates, "score": cmd_score,
         "configs": lambda a: write_configs(arm_configs(a), a.to),

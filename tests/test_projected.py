@@ -127,6 +127,8 @@ def test_the_benchmark_trains_a_feature_network_and_budgets_its_arms(tiny_data, 
         assert (c["d_features"], c["d_pixel"], c["resolution"]) == (base.d_features, base.d_pixel, base.resolution)
     with pytest.raises(SystemExit, match="unknown run 'nope'"):
         bench.main(["train", "nope", "--out", str(tmp_path)])
+    rates["constlr128"]["scaled_to"] = "flat"  # as scale-rates writes it: then constlr128 is benchmarks.grow's arm
+    (tmp_path / "rates.json").write_text(json.dumps(rates))
     with pytest.raises(SystemExit, match="constlr128-s0: not trained here; .* benchmarks.grow train flat-s0"):
         bench.main(["train", "constlr128-s0", "--out", str(tmp_path)])
 
@@ -191,7 +193,8 @@ def test_the_128px_rates_are_scaled_to_the_flat_arms_budget(tmp_path):
     assert rates["constlr128"]["images_per_s"] == flat and rates["proj128"]["images_per_s"] == round(flat * 0.8, 1)
     assert rates["proj128"]["measured_images_per_s"] == 4.0
     assert bench.rate_said(rates["proj128"]) == f"{round(flat * 0.8, 1)} (scaled from 4.0 on test)"
-    configs = bench.arm_configs(argparse.Namespace(out=tmp_path, arms=["constlr128", "proj128"], seeds=[0]))
+    configs = bench.arm_configs(argparse.Namespace(out=tmp_path, arms=["constlr128", "proj128"], seeds=[0],
+                                                   minutes=None))
     assert configs[1].num_epochs * configs[1].epoch_images < configs[0].num_epochs * configs[0].epoch_images
     flat_s0 = grow.arm_config("flat", 0, json.loads((RESULTS / "grow-cpu128" / "rates.json").read_text()))
     assert configs[0].num_epochs * configs[0].epoch_images == flat_s0.num_epochs * flat_s0.epoch_images
@@ -199,3 +202,25 @@ def test_the_128px_rates_are_scaled_to_the_flat_arms_budget(tmp_path):
     (here / "rates.json").write_text(json.dumps({"proj128": {"images_per_s": 4.0}}))
     with pytest.raises(SystemExit, match="no rate for constlr128"):
         bench.main(["scale-rates", "--rates-from", str(here), "--out", str(tmp_path)])
+
+
+def test_a_slower_machine_compares_the_128px_arms_at_minutes_of_its_own(tmp_path, monkeypatch):
+    """With both 128 px rates measured on one machine (not scaled to flat-s0's), `--minutes` trains constlr128 and
+    proj128 for those minutes of that machine, each at its own rate, in a runs folder named after `--out`: the
+    comparison a machine too slow for 90 minutes' worth of flat-s0's images can make."""
+    from benchmarks import projected as bench
+
+    out = tmp_path / "projected-slow"
+    out.mkdir()
+    rates = {"constlr128": {"images_per_s": 6.9, "cpu": "test"}, "proj128": {"images_per_s": 6.6, "cpu": "test"}}
+    (out / "rates.json").write_text(json.dumps(rates))
+    seen = {}
+    monkeypatch.setattr(bench, "train_named", lambda configs, name, runs, data: seen.update(
+        {name: ({c.name: c for c in configs}[name], runs)}))
+    for arm in ("constlr128-s0", "proj128-s0"):
+        bench.main(["train", arm, "--minutes", "44", "--out", str(out)])
+    for arm, rate in (("constlr128-s0", 6.9), ("proj128-s0", 6.6)):
+        config, runs = seen[arm]
+        assert 0 <= 44 * 60 * rate - config.num_epochs * config.epoch_images < config.num_epochs * config.batch_size
+        assert config.resolution == 128 and runs == bench.RUNS.parent / "projected-slow"
+    assert (seen["constlr128-s0"][0].d_features, seen["proj128-s0"][0].d_features) == ("", bench.FEATURES)
