@@ -18,8 +18,8 @@ not the feature network under D, so the score cannot reward D's own view.
 A machine too slow for the arms' own minutes compares them at fewer minutes of its own rates, in a results
 folder of its own (runs in ~/ganlib-runs/<that folder's name>):
 
-    python -m benchmarks.projected train constlr128-s0 --minutes 45 --out benchmarks/results/projected-avx2 --data $D
-    python -m benchmarks.projected score --arms constlr128 proj128 --seeds 0 --minutes 45 --out ... --data $D ...
+    python -m benchmarks.projected train constlr128-s0 --minutes 44 --out benchmarks/results/projected-avx2 --data $D
+    python -m benchmarks.projected score --arms constlr128 proj128 --seeds 0 --minutes 44 --out ... --data $D ...
 """
 
 from __future__ import annotations
