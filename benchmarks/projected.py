@@ -47,7 +47,6 @@ from benchmarks.grow import BASE as GROW_BASE
 from ganlib.config import TrainConfig, get_preset
 
 OUT = RESULTS / "projected"
-RUNS = RUNS / "projected"
 N = 2000
 FEATURES = "unet64"  # the shipped feature network (ganlib/pretrained/unet64.pt)
 
@@ -220,7 +219,7 @@ def main(argv=None) -> None:
     p.add_argument("--runs", type=Path, help="runs folder (default: ~/ganlib-runs/<the --out folder's name>)")
     add_scoring_options(p, N)
     args = p.parse_args(argv)
-    args.runs = args.runs or RUNS.parent / args.out.name
+    args.runs = args.runs or RUNS / args.out.name  # ~/ganlib-runs/projected for the default --out
     commands = {
         "features": cmd_features, "rates": measure_rates, "scale-rates": scale_rates, "score": cmd_score,
         "configs": lambda a: write_configs(arm_configs(a), a.to),

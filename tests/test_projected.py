@@ -222,5 +222,5 @@ def test_a_slower_machine_compares_the_128px_arms_at_minutes_of_its_own(tmp_path
     for arm, rate in (("constlr128-s0", 6.9), ("proj128-s0", 6.6)):
         config, runs = seen[arm]
         assert 0 <= 44 * 60 * rate - config.num_epochs * config.epoch_images < config.num_epochs * config.batch_size
-        assert config.resolution == 128 and runs == bench.RUNS.parent / "projected-slow"
+        assert config.resolution == 128 and runs == bench.RUNS / "projected-slow"
     assert (seen["constlr128-s0"][0].d_features, seen["proj128-s0"][0].d_features) == ("", bench.FEATURES)
