@@ -224,3 +224,21 @@ def test_a_slower_machine_compares_the_128px_arms_at_minutes_of_its_own(tmp_path
         assert 0 <= 44 * 60 * rate - config.num_epochs * config.epoch_images < config.num_epochs * config.batch_size
         assert config.resolution == 128 and runs == bench.RUNS / "projected-slow"
     assert (seen["constlr128-s0"][0].d_features, seen["proj128-s0"][0].d_features) == ("", bench.FEATURES)
+
+
+def test_the_results_document_carries_the_128px_scores_as_score_saved_them():
+    """Every scored 128 px arm of the slower machine has its row in docs/results.md with the numbers `score`
+    wrote to results.json (images, loop minutes, FID, x floor, KID, SWD), so none is typed in by hand."""
+    import re
+
+    from benchmarks import projected as bench
+
+    doc = (bench.RESULTS.parents[1] / "docs" / "results.md").read_text()
+    rows = 0
+    for folder in ("projected-avx2", "projected-avx2-equal"):
+        for name, r in json.loads((bench.RESULTS / folder / "results.json").read_text()).items():
+            row = (rf"\| {r['images']:,} \| {r['loop_minutes']} \| (\*\*)?{r['fid']:.1f}(\*\*)? \| "
+                   rf"{r['fid_over_floor']:.1f}x \| {r['kid']:.3f} \| {r['swd']:.1f} \| {r['exact_copies']:.0f} \|")
+            assert re.search(row, doc), f"{folder}/{name}: no row {row!r} in docs/results.md"
+            rows += 1
+    assert rows == 3
