@@ -87,3 +87,14 @@ def pytest_sessionfinish(session, exitstatus):
     if new:
         print(f"\nconftest: the tests wrote into the repository: {', '.join(new[:10])}")
         session.exitstatus = 1
+
+
+def assert_in_results_document(table_md: Path, keep: str = "rows") -> None:
+    """docs/results.md shows a benchmark's `table.md` exactly as its scoring command wrote it, so the document's
+    figures come from the repository, never typed in by hand: its table `rows`, its `body` (all but the title
+    line) or the `whole` file."""
+    lines = table_md.read_text().strip().splitlines()
+    shown = {"rows": [line for line in lines if line.startswith("|")], "body": lines[1:], "whole": lines}[keep]
+    shown = "\n".join(shown).strip()
+    doc = Path(__file__).resolve().parents[1] / "docs" / "results.md"
+    assert shown in doc.read_text(), f"docs/results.md does not show {table_md} as written:\n{shown}"
