@@ -126,7 +126,8 @@ def scale_rates(args) -> None:
     factor = flat["images_per_s"] / here["constlr128"]["images_per_s"]
     rates = read_json(args.out / "rates.json")
     for name in ("constlr128", "proj128"):
-        rates[name] = {**here[name], "images_per_s": round(here[name]["images_per_s"] * factor, 1),
+        measured = {key: value for key, value in here[name].items() if key != "why"}  # its reason is the source's
+        rates[name] = {**measured, "images_per_s": round(here[name]["images_per_s"] * factor, 1),
                        "measured_images_per_s": here[name]["images_per_s"],
                        "scaled_to": f"constlr128 at {flat['images_per_s']} images/s, benchmarks.grow's 128 px rate "
                                     f"({flat['cpu']}, {flat['date']})"}
@@ -208,8 +209,9 @@ def main(argv=None) -> None:
     p.add_argument("--arms", nargs="+", default=[a for a in ARMS if a not in RATE_ONLY], choices=list(ARMS))
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     p.add_argument("--images", type=int, default=1920, help="rates: images per measuring epoch")
-    p.add_argument("--rates-from", default=str(RESULTS / "projected-avx2"),
-                   help="scale-rates: the folder whose rates.json has constlr128 and proj128 measured on one machine")
+    p.add_argument("--rates-from", default=str(RESULTS / "projected-avx2-90"),
+                   help="scale-rates: the folder whose rates.json has constlr128 and proj128 measured on one machine "
+                        "(the default: their rates over whole runs)")
     p.add_argument("--max-steps", type=int, default=2000, help="features: the U-Net's most steps")
     p.add_argument("--features-out", help="features: where to write the U-Net (default: the shipped unet64.pt)")
     p.add_argument("--to", default=".gpu/projected", help="configs: the folder for the arms' JSON files")

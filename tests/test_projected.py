@@ -188,11 +188,11 @@ def test_the_128px_rates_are_scaled_to_the_flat_arms_budget(tmp_path):
     here = tmp_path / "machine"
     here.mkdir()
     (here / "rates.json").write_text(json.dumps({"constlr128": {"images_per_s": 5.0, "cpu": "test"},
-                                                 "proj128": {"images_per_s": 4.0, "cpu": "test"}}))
+                                                 "proj128": {"images_per_s": 4.0, "cpu": "test", "why": "there"}}))
     bench.main(["scale-rates", "--rates-from", str(here), "--out", str(tmp_path)])
     rates = json.loads((tmp_path / "rates.json").read_text())
     assert rates["constlr128"]["images_per_s"] == flat and rates["proj128"]["images_per_s"] == round(flat * 0.8, 1)
-    assert rates["proj128"]["measured_images_per_s"] == 4.0
+    assert rates["proj128"]["measured_images_per_s"] == 4.0 and "why" not in rates["proj128"]  # the source's reason
     assert bench.rate_said(rates["proj128"]) == f"{round(flat * 0.8, 1)} (scaled from 4.0 on test)"
     configs = bench.arm_configs(argparse.Namespace(out=tmp_path, arms=["constlr128", "proj128"], seeds=[0],
                                                    minutes=None))
